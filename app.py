@@ -1,0 +1,25 @@
+"""vitdash: `streamlit run app.py`. Navigation plus the sidebar checkpoint picker shared by every page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import sidebar
+
+PAGES = [  # (file, title, icon); pages are listed only once their file exists
+    ("overview.py", "Overview", ":material/info:"),
+    ("weights.py", "Is it trained?", ":material/monitor_heart:"),
+    ("architecture.py", "What is it?", ":material/account_tree:"),
+    ("benchmark.py", "Does it perform?", ":material/speed:"),
+    ("attention.py", "Where does it look?", ":material/visibility:"),
+    ("compare.py", "Compare", ":material/compare_arrows:"),
+    ("zoo.py", "Model zoo", ":material/grid_view:"),
+    ("history.py", "Audit history", ":material/history:"),
+]
+
+st.set_page_config(page_title="vitdash", page_icon=":material/visibility:", layout="wide")
+here = Path(__file__).parent / "pages"
+page = st.navigation([st.Page(f"pages/{f}", title=t, icon=i) for f, t, i in PAGES if (here / f).exists()])
+sidebar.checkpoint_picker()
+page.run()

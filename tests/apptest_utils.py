@@ -1,0 +1,21 @@
+"""Running pages under `streamlit.testing.v1.AppTest` with a checkpoint already chosen."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def page_test(page: str, source: str | None = None, timeout: float = 60) -> AppTest:
+    """AppTest for pages/<page> with session_state['source'] set (a path, 'timm:<name>', ...); not yet run."""
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout)
+    if source is not None:
+        at.session_state["source"] = source
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    """Messages of st.error and uncaught exceptions: a page test asserts this is empty (or what it expects)."""
+    return [e.value for e in at.error] + [str(e.value) for e in at.exception]

@@ -1,0 +1,30 @@
+"""Shared fixtures: the real data beside the checkout, and small canonical checkpoints built on the spot."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))  # `ui` and `vitdash` importable without installing
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "checkpoints").is_dir():
+        pytest.skip(f"real test data not found at {SHARED} (a fresh clone has no ../shared); "
+                    "these tests run in CI and on dev machines where it exists")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_ckpt():
+    """A tiny timm ViT at init, as a canonical Checkpoint (fast enough for any test)."""
+    from vitdash.sources import load_timm
+
+    return load_timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)

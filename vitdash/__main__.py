@@ -1,0 +1,5 @@
+import sys
+
+from vitdash.cli import main
+
+sys.exit(main())

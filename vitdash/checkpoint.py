@@ -1,0 +1,142 @@
+"""The canonical checkpoint: every source and format ends here, so analyses see one shape of data.
+
+Tensors are held lazily (`TensorStore`): shapes and dtypes are known up front, values are read
+only when an analysis asks for them. When the layout is recognized the names are timm's
+`VisionTransformer` state-dict keys; otherwise they are the file's own names (a generic tensor set).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+LAYOUTS = ("timm", "torchvision", "hf", "model_zoo", "custom", "unknown")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class TensorStore(Mapping[str, torch.Tensor]):
+    """Read-only mapping name -> tensor whose values are produced on demand.
+
+    Each entry is a zero-argument loader plus its `TensorInfo`, so a 1 GB file can be listed,
+    counted and mapped without reading it; `store[name]` runs the loader (no caching: callers
+    that reuse a tensor keep it themselves, which keeps peak memory at one tensor).
+    """
+
+    def __init__(self, loaders: Mapping[str, Callable[[], torch.Tensor]], infos: Mapping[str, TensorInfo]):
+        self._loaders = dict(loaders)
+        self._infos = dict(infos)
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor]) -> TensorStore:
+        loaders = {k: (lambda t=t: t) for k, t in tensors.items()}
+        infos = {k: TensorInfo(tuple(t.shape), t.dtype) for k, t in tensors.items()}
+        return cls(loaders, infos)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._loaders[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def info(self, name: str) -> TensorInfo:
+        return self._infos[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._infos[name].shape
+
+    @property
+    def num_params(self) -> int:
+        return sum(i.numel for i in self._infos.values())
+
+    @property
+    def dtypes(self) -> list[str]:
+        return sorted({str(i.dtype).removeprefix("torch.") for i in self._infos.values()})
+
+    def loader(self, name: str) -> Callable[[], torch.Tensor]:
+        return self._loaders[name]
+
+    def derive(self, name: str, info: TensorInfo, fn: Callable[[], torch.Tensor]) -> None:
+        """Add a tensor computed from others (layout mappers use this, e.g. q/k/v -> qkv)."""
+        self._loaders[name] = fn
+        self._infos[name] = info
+
+    def materialize(self) -> dict[str, torch.Tensor]:
+        return {k: self[k] for k in self}
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint as vitdash sees it, whatever it came from.
+
+    `tensors` uses canonical timm names when `canonical` is true; `unmapped_keys` are the source's
+    keys that the layout mapping left over (for example an auxiliary head), kept out of `tensors`.
+    """
+
+    tensors: TensorStore
+    source: str
+    format: str
+    layout: str = "unknown"
+    canonical: bool = False
+    wrappers: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    unmapped_keys: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sha256: str = ""
+    size_bytes: int = 0
+    name: str = ""
+    is_vit: bool = False
+    looks_like: str = ""
+
+    @property
+    def num_params(self) -> int:
+        return self.tensors.num_params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "format": self.format,
+            "layout": self.layout,
+            "canonical": self.canonical,
+            "num_tensors": len(self.tensors),
+            "num_params": self.num_params,
+            "dtypes": self.tensors.dtypes,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "wrappers": list(self.wrappers),
+            "metadata": _jsonable(self.metadata),
+            "unmapped_keys": list(self.unmapped_keys),
+            "warnings": list(self.warnings),
+            "is_vit": self.is_vit,
+            "looks_like": self.looks_like,
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    """Metadata comes from pickles and JSON alike; make it printable without losing structure."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.item() if obj.numel() == 1 else f"tensor{tuple(obj.shape)}"
+    return repr(obj)

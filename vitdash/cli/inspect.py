@@ -1,0 +1,23 @@
+"""`python -m vitdash inspect PATH [--json]`: what the checkpoint is, without any analysis."""
+from __future__ import annotations
+
+from vitdash.cli.common import add_json_flag, emit, load_or_exit
+
+NAME = "inspect"
+HELP = "describe a checkpoint: format, layout, tensors, metadata, mapping report"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("path", help="checkpoint file or folder, timm:<name>, or hf-hub:<repo>")
+    add_json_flag(parser)
+
+
+def run(args) -> int:
+    ckpt = load_or_exit(args.path)
+    result = ckpt.to_dict()
+    summary = (f"{ckpt.name}: {ckpt.format} file, {ckpt.layout} layout, {len(ckpt.tensors)} tensors, "
+               f"{ckpt.num_params / 1e6:.2f} M params, ViT: {'yes' if ckpt.is_vit else 'no'}\n"
+               f"sha256 {ckpt.sha256}"
+               + "".join(f"\nwarning: {w}" for w in ckpt.warnings))
+    emit(result, args, summary)
+    return 0
