@@ -45,15 +45,16 @@ def load_bytes(data: bytes, filename: str) -> Checkpoint:
 
     Safetensors and mmap'd torch tensors stay readable after the unlink (POSIX keeps the inode).
     """
-    suffix = "".join(Path(filename).suffixes[-2:]) or ".bin"
-    fd, tmp = tempfile.mkstemp(prefix="vitdash-upload-", suffix=suffix)
+    safe_name = re.sub(r"[^\w.\-]", "_", Path(filename).name) or "upload.bin"
+    folder = Path(tempfile.mkdtemp(prefix="vitdash-upload-"))
+    path = folder / safe_name  # the user's file name, so messages name the file they uploaded
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        raw = read_file(Path(tmp))
+        path.write_bytes(data)
+        raw = read_file(path)
         return _finish(raw, source=f"upload:{filename}", name=filename)
     finally:
-        os.unlink(tmp)
+        path.unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def checkpoint_from_state_dict(sd: dict[str, torch.Tensor], source: str = "memory",
