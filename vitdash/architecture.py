@@ -1,8 +1,11 @@
 """The architecture of a canonical checkpoint, read from tensor shapes (and config files where they exist).
 
 Shapes fix almost everything (width, depth, patch, MLP, tokens); the head count is the one thing that
-shapes cannot tell when q/k/v are as wide as the residual stream, so it comes from metadata when there
-is some and is otherwise a marked guess.
+shapes cannot tell when q/k/v are as wide as the residual stream. It comes, in this order, from:
+metadata (config.json, timm's pretrained_cfg, the file's own record); the trained weights themselves
+(`head_split_evidence`: a conservation law of training leaves a block structure at the true head
+split); a family member of the same shape; and last the usual head width of 64. Everything but the
+first is marked `heads_inferred`.
 """
 from __future__ import annotations
 
@@ -11,10 +14,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vitdash.checkpoint import Checkpoint
+import numpy as np
+import torch
+
+from vitdash.checkpoint import Checkpoint, TensorStore
 from vitdash.errors import VitdashError
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
+_SIZE_SUFFIX = re.compile(r"_(\d{2,4})(?:_|$)")
 
 
 @dataclass
@@ -51,35 +58,65 @@ class ArchSpec:
     representation_size: int  # a pre-logits Linear+Tanh before the head (old ViT/torchvision), 0 if none
     num_params: int
     notes: list[str] = field(default_factory=list)
+    heads_source: str = "config"  # 'config' | 'weights' | 'family' | 'guess'
+    heads_evidence: dict[str, Any] = field(default_factory=dict)
+    proj_bias: bool = True
+    mlp_bias: bool = True
 
     @property
     def attn_dim(self) -> int:
         return self.num_heads * self.head_dim
 
+    @property
+    def pooling(self) -> str:
+        """Pooling in words: what feeds the head."""
+        if self.global_pool == "avg":
+            return "average of patch tokens" + (" + fc_norm" if self.fc_norm else "")
+        return "class token"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["attn_dim"] = self.attn_dim
+        d["pooling"] = self.pooling
         return d
 
 
-def _heads_from_metadata(meta: dict[str, Any]) -> int | None:
+# ---- heads from metadata -----------------------------------------------------------------------------------
+
+
+def _heads_from_metadata(meta: dict[str, Any]) -> tuple[int | None, str]:
     """Config files say the head count outright; a timm model name lets timm say it."""
     if isinstance(meta.get("num_heads"), int):
-        return meta["num_heads"]
+        return meta["num_heads"], "the checkpoint's metadata"
     config = meta.get("config")
     if isinstance(config, dict):
         for key in ("num_attention_heads", "num_heads", "heads"):
             if isinstance(config.get(key), int):
-                return config[key]
-    name = meta.get("timm_model")
-    if isinstance(name, str):
-        return _timm_num_heads(name)
+                return config[key], f"config.json ({key})"
+        model_args = config.get("model_args")
+        if isinstance(model_args, dict) and isinstance(model_args.get("num_heads"), int):
+            return model_args["num_heads"], "config.json (model_args.num_heads)"
+    name = timm_name(meta)
+    if name:
+        heads = _timm_num_heads(name)
+        if heads:
+            return heads, f"timm's definition of {name}"
+    return None, ""
+
+
+def timm_name(meta: dict[str, Any]) -> str | None:
+    """The timm architecture the metadata names (load_timm, timm's Hub config.json, timm train.py args)."""
+    cfg = meta.get("pretrained_cfg")
+    config = meta.get("config")
+    for name in (meta.get("timm_model"), cfg.get("architecture") if isinstance(cfg, dict) else None,
+                 config.get("architecture") if isinstance(config, dict) else None):
+        if isinstance(name, str) and name:
+            return name.split(".")[0]
     return None
 
 
 def _timm_num_heads(name: str) -> int | None:
     import timm
-    import torch
 
     if not timm.is_model(name):
         return None
@@ -87,6 +124,167 @@ def _timm_num_heads(name: str) -> int | None:
         model = timm.create_model(name, pretrained=False)
     attn = getattr(getattr(model, "blocks", [None])[0], "attn", None)
     return getattr(attn, "num_heads", None)
+
+
+# ---- heads from trained weights ----------------------------------------------------------------------------
+
+
+@dataclass
+class HeadEvidence:
+    """The head split that the trained weights single out, and how strongly.
+
+    Why it works: a head's output depends on W_o,h W_v,h (and its logits on W_q,h^T W_k,h) only, so
+    (A W_v,h, W_o,h A^-1) is a symmetry for any invertible A inside one head. Gradient flow conserves
+    W_v,h W_v,h^T - W_o,h^T W_o,h for each symmetry (weight decay drives it to zero), so within the true
+    heads the rows of V and columns of O stay balanced, while across heads nothing constrains them.
+    The normalized imbalance |G_ij| is therefore smaller for pairs i, j in the same head; the split with
+    the largest within-versus-across contrast is the head split. At initialization there is no such
+    structure, which a permutation null (random relabelling of the attention dimensions) measures. Adam
+    keeps the law only approximately, so the threshold is calibrated: the trained files in ../shared score
+    16 to 114 null standard deviations at their true head count, i.i.d. initializations below 3.
+    """
+
+    num_heads: int
+    channel: str  # 'value-output' or 'query-key'
+    z: float  # contrast of the best split against the permutation null, in null standard deviations
+    contrast: float  # mean imbalance within heads / across heads at the chosen split (< 1)
+    layers: list[int]
+    channels: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Z_THRESHOLD = 8.0  # see HeadEvidence: trained files score 16-114, initializations below 3
+CONTRAST_MAX = 0.9
+
+
+def _imbalance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    scale = np.sqrt(np.clip(np.diag(a + b), 1e-30, None))
+    return np.abs(a - b) / np.outer(scale, scale)
+
+
+def _split_stats(m: np.ndarray, candidates: list[int], total: float, count: int, std: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """For each head count: a two-sample statistic (across minus within, scaled) and the within/across ratio."""
+    a = m.shape[0]
+    trace = float(np.trace(m))
+    stats, ratios = [], []
+    for h in candidates:
+        d = a // h
+        within_sum = float(m.reshape(h, d, h, d)[np.arange(h), :, np.arange(h), :].sum()) - trace
+        n_w = h * d * (d - 1)
+        n_c = count - n_w
+        within, across = within_sum / n_w, (total - within_sum) / n_c
+        stats.append((across - within) / std * math.sqrt(n_w * n_c / count))
+        ratios.append(within / across if across > 0 else 1.0)
+    return np.array(stats), np.array(ratios)
+
+
+def head_split_evidence(tensors: TensorStore, depth: int, attn_dim: int, use_query_key: bool = True,
+                        max_layers: int = 4, permutations: int | None = None, seed: int = 0) -> HeadEvidence | None:
+    """The head count that trained q/k/v/o weights single out, or None when they show no head structure.
+
+    Reads up to `max_layers` evenly spaced blocks; `permutations` (default 50, 20 past 512 dims where each
+    costs more and trained contrasts are far beyond the threshold) sets the size of the null sample.
+    """
+    permutations = permutations or (50 if attn_dim <= 512 else 20)
+    candidates = [h for h in range(2, attn_dim // 2 + 1) if attn_dim % h == 0]
+    if not candidates:
+        return None
+    layers = sorted({int(round(x)) for x in np.linspace(0, depth - 1, min(depth, max_layers))})
+    sums: dict[str, np.ndarray] = {}
+    for layer in layers:
+        w = tensors[f"blocks.{layer}.attn.qkv.weight"]
+        if w.device.type == "meta":
+            return None
+        w = w.detach().float()
+        bias = f"blocks.{layer}.attn.qkv.bias"
+        if bias in tensors:  # the symmetry acts on the biases too
+            w = torch.cat([w, tensors[bias].detach().float()[:, None]], 1)
+        q, k, v = w[:attn_dim], w[attn_dim:2 * attn_dim], w[2 * attn_dim:]
+        o = tensors[f"blocks.{layer}.attn.proj.weight"].detach().float()
+        pairs = {"value-output": (v @ v.T, o.T @ o)}
+        if use_query_key:
+            pairs["query-key"] = (q @ q.T, k @ k.T)
+        for channel, (x, y) in pairs.items():
+            g = _imbalance(x.double().numpy(), y.double().numpy())
+            sums[channel] = sums[channel] + g if channel in sums else g
+    rng = np.random.default_rng(seed)
+    off = ~np.eye(attn_dim, dtype=bool)
+    found: dict[str, dict[str, float]] = {}
+    for channel, total_m in sums.items():
+        m = (total_m / len(layers)).astype(np.float32)
+        values = m[off]
+        total, count, std = float(values.sum()), values.size, float(values.std()) or 1e-12
+        stats, ratios = _split_stats(m, candidates, total, count, std)
+        null = np.array([_split_stats(m[np.ix_(p, p)], candidates, total, count, std)[0].max()
+                         for p in (rng.permutation(attn_dim) for _ in range(permutations))])
+        best = int(stats.argmax())
+        z = (stats[best] - null.mean()) / max(float(null.std()), 1e-12)
+        found[channel] = {"num_heads": candidates[best], "z": round(float(z), 1),
+                          "contrast": round(float(ratios[best]), 3)}
+    strong = {c: r for c, r in found.items() if r["z"] >= Z_THRESHOLD and r["contrast"] <= CONTRAST_MAX}
+    if not strong or len({r["num_heads"] for r in strong.values()}) > 1:
+        return None
+    channel, result = max(strong.items(), key=lambda kv: kv[1]["z"])
+    return HeadEvidence(num_heads=int(result["num_heads"]), channel=channel, z=result["z"],
+                        contrast=result["contrast"], layers=layers, channels=found)
+
+
+_EVIDENCE_CACHE: dict[tuple[str, int, int], HeadEvidence | None] = {}
+
+
+def _cached_evidence(ckpt: Checkpoint, depth: int, attn_dim: int, qk_norm: bool) -> HeadEvidence | None:
+    """The permutation test reads weights and takes up to a second: once per file content is enough."""
+    key = (ckpt.sha256, depth, attn_dim)
+    if not ckpt.sha256:
+        return head_split_evidence(ckpt.tensors, depth, attn_dim, use_query_key=not qk_norm)
+    if key not in _EVIDENCE_CACHE:
+        if len(_EVIDENCE_CACHE) > 64:
+            _EVIDENCE_CACHE.clear()
+        _EVIDENCE_CACHE[key] = head_split_evidence(ckpt.tensors, depth, attn_dim, use_query_key=not qk_norm)
+    return _EVIDENCE_CACHE[key]
+
+
+def _guess_heads(attn_dim: int, candidates: list[int]) -> int:
+    """The head count whose head width is closest to the usual 64."""
+    return min(candidates, key=lambda h: (abs(math.log(attn_dim / h / 64)), h))
+
+
+def _infer_heads(ckpt: Checkpoint, embed_dim: int, depth: int, attn_dim: int, mlp_hidden: int, qk_norm: bool,
+                 candidates: list[int], notes: list[str]) -> tuple[int, str, dict[str, Any]]:
+    heads, where = _heads_from_metadata(ckpt.metadata)
+    if heads is not None:
+        if attn_dim % heads == 0:
+            return heads, "config", {"from": where}
+        notes.append(f"{where} says {heads} heads, which does not divide the attention width {attn_dim}: ignored")
+    wide = (f"q/k/v are {attn_dim} wide, wider than the {embed_dim}-wide residual stream, so heads x head width = "
+            f"{attn_dim}; " if attn_dim != embed_dim else "")
+    evidence = _cached_evidence(ckpt, depth, attn_dim, qk_norm)
+    if evidence is not None:
+        notes.append(
+            f"{wide}head count not stated anywhere; the trained weights single out {evidence.num_heads} heads "
+            f"({evidence.channel} balance within heads, {evidence.z:.0f} null standard deviations above a random "
+            f"relabelling of the attention dimensions)")
+        return evidence.num_heads, "weights", evidence.to_dict()
+    if attn_dim == embed_dim:
+        from vitdash.family import heads_for_shape
+
+        known = heads_for_shape(embed_dim, depth, mlp_hidden)
+        if known is not None:
+            heads, member = known
+            notes.append(f"head count not stated anywhere and the weights show no head structure: {heads}, as in "
+                         f"{member} (same width, depth and MLP), is the best guess; any of {candidates} fits the "
+                         "shapes")
+            return heads, "family", {"member": member}
+    heads = _guess_heads(attn_dim, candidates)
+    notes.append(f"{wide}head count not stated anywhere and the weights show no head structure: {heads} is a guess "
+                 f"(head width {attn_dim // heads}, nearest the usual 64); any of {candidates} fits the shapes")
+    return heads, "guess", {}
+
+
+# ---- image size --------------------------------------------------------------------------------------------
 
 
 def _grid(num_patches: int, meta_hw: tuple[int, int] | None, patch: int) -> tuple[tuple[int, int], list[str]]:
@@ -101,7 +299,8 @@ def _grid(num_patches: int, meta_hw: tuple[int, int] | None, patch: int) -> tupl
         if meta_hw is not None:
             notes.append(
                 f"config says {meta_hw[0]}x{meta_hw[1]} px but the position embedding holds a {side}x{side} grid "
-                f"({side * patch} px): it was likely interpolated after the config was written")
+                f"({side * patch} px): it was resized (interpolated) after the config was written, or the model "
+                "was built with another image size")
         return (side, side), notes
     # Not square and no config: the most square factorisation is the usual choice (e.g. 14x18).
     best = max(d for d in range(1, side + 1) if num_patches % d == 0)
@@ -123,6 +322,23 @@ def _meta_img_size(meta: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def _name_size_note(meta: dict[str, Any], img_size: tuple[int, int]) -> list[str]:
+    """timm names end in their training resolution (vit_base_patch16_384): a different grid was resized."""
+    name = timm_name(meta)
+    sizes = [int(s) for s in _SIZE_SUFFIX.findall(name or "")]
+    if not sizes or sizes[-1] in img_size or _meta_img_size(meta) is not None:
+        return []  # a config size already produced its own note
+    return [f"the model name {name} says {sizes[-1]} px but the position embedding is for "
+            f"{img_size[0]}x{img_size[1]} px: it was resized (interpolated) from the named resolution"]
+
+
+# ---- the spec ----------------------------------------------------------------------------------------------
+
+
+def _is_square(n: int) -> bool:
+    return n > 0 and math.isqrt(n) ** 2 == n
+
+
 def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
     """Read the ViT hyper-parameters off a canonical (timm-named) checkpoint."""
     if not ckpt.canonical:
@@ -131,14 +347,14 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
             "tensor set (see the Overview page's mapping report)")
     t = ckpt.tensors
     names = set(t)
-    if "patch_embed.proj.weight" not in names:
-        raise VitdashError("no patch embedding (patch_embed.proj.weight) in the canonical tensors")
+    for required in ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight",
+                     "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.weight"):
+        if required not in names:
+            raise VitdashError(f"no {required} in the canonical tensors: not a complete ViT")
     embed_dim, in_chans, ph, pw = t.shape("patch_embed.proj.weight")
     if ph != pw:
         raise VitdashError(f"non-square patches ({ph}x{pw}) are not supported")
     depth = 1 + max((int(m.group(1)) for n in names if (m := _BLOCK_RE.match(n))), default=-1)
-    if depth == 0:
-        raise VitdashError("no transformer blocks (blocks.N.*) in the canonical tensors")
 
     has_cls = "cls_token" in names
     has_dist = "dist_token" in names
@@ -151,9 +367,8 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
     if "pos_embed" in names:
         pos_len = t.shape("pos_embed")[1]
         # Registers/cls may or may not carry a position embedding (timm's no_embed_class, DINOv2 with registers).
-        with_prefix = pos_len - num_prefix
-        no_embed_class = num_prefix > 0 and math.isqrt(pos_len) ** 2 == pos_len and (
-            with_prefix <= 0 or math.isqrt(with_prefix) ** 2 != with_prefix or num_reg > 0)
+        no_embed_class = num_prefix > 0 and _is_square(pos_len) and (
+            num_reg > 0 or not _is_square(pos_len - num_prefix))
         num_patches = pos_len if no_embed_class else pos_len - num_prefix
         grid, grid_notes = _grid(num_patches, meta_hw, ph)
         notes += grid_notes
@@ -161,36 +376,35 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         no_embed_class = False
         grid = ((meta_hw or (224, 224))[0] // ph, (meta_hw or (224, 224))[1] // ph)
         notes.append("no position embedding: image size taken from the config or assumed 224")
+    img_size = (grid[0] * ph, grid[1] * ph)
+    notes += _name_size_note(meta, img_size)
 
-    qkv_out = t.shape("blocks.0.attn.qkv.weight")[0]
-    attn_dim = qkv_out // 3
+    attn_dim = t.shape("blocks.0.attn.qkv.weight")[0] // 3
     fc1_out = t.shape("blocks.0.mlp.fc1.weight")[0]
     fc2_in = t.shape("blocks.0.mlp.fc2.weight")[1]
     mlp_type = "swiglu" if fc1_out == 2 * fc2_in else "mlp"
+    qk_norm = "blocks.0.attn.q_norm.weight" in names
 
-    heads = _heads_from_metadata(meta)
     head_candidates = [h for h in range(1, attn_dim + 1) if attn_dim % h == 0]
-    heads_inferred = heads is None
-    if heads is None:
-        heads = attn_dim // 64 if attn_dim % 64 == 0 else head_candidates[len(head_candidates) // 2]
-        notes.append(f"head count not stated anywhere: {heads} is a guess (head width 64); "
-                     f"any of {head_candidates} fits the shapes")
-    elif attn_dim % heads:
-        raise VitdashError(f"metadata says {heads} heads, which does not divide the attention width {attn_dim}")
+    heads, heads_source, heads_evidence = _infer_heads(ckpt, embed_dim, depth, attn_dim, fc2_in, qk_norm,
+                                                       head_candidates, notes)
 
     has_fc_norm = "fc_norm.weight" in names
     global_pool = "avg" if has_fc_norm or not has_cls else "token"
+    if any(k.startswith("attn_pool.") for k in ckpt.unmapped_keys):
+        notes.append("the file has an attention-pooling head (attn_pool.*, SigLIP-style 'map' pooling) that is not "
+                     "part of the canonical model: pooling shown is the backbone's")
     num_classes = t.shape("head.weight")[0] if "head.weight" in names else 0
     representation = t.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in names else 0
     return ArchSpec(
         embed_dim=embed_dim,
         depth=depth,
         num_heads=heads,
-        heads_inferred=heads_inferred,
+        heads_inferred=heads_source != "config",
         head_candidates=head_candidates,
         head_dim=attn_dim // heads,
         patch_size=ph,
-        img_size=(grid[0] * ph, grid[1] * ph),
+        img_size=img_size,
         grid_size=grid,
         in_chans=in_chans,
         num_prefix_tokens=num_prefix,
@@ -202,7 +416,7 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         mlp_ratio=fc2_in / embed_dim,
         mlp_type=mlp_type,
         qkv_bias="blocks.0.attn.qkv.bias" in names,
-        qk_norm="blocks.0.attn.q_norm.weight" in names,
+        qk_norm=qk_norm,
         norm_type="layernorm" if "blocks.0.norm1.bias" in names else "rmsnorm",
         norm_eps=float(meta.get("norm_eps", 1e-6)),
         layer_scale="blocks.0.ls1.gamma" in names,
@@ -215,4 +429,8 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         representation_size=representation,
         num_params=ckpt.num_params,
         notes=notes,
+        heads_source=heads_source,
+        heads_evidence=heads_evidence,
+        proj_bias="blocks.0.attn.proj.bias" in names,
+        mlp_bias="blocks.0.mlp.fc1.bias" in names,
     )

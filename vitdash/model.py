@@ -51,6 +51,7 @@ def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -
         num_heads=arch.num_heads,
         mlp_ratio=arch.mlp_hidden / arch.embed_dim,
         qkv_bias=arch.qkv_bias,
+        proj_bias=arch.proj_bias,
         qk_norm=arch.qk_norm,
         init_values=1e-5 if arch.layer_scale else None,
         class_token=arch.has_class_token,

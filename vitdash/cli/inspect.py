@@ -13,8 +13,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from vitdash.family import describe
+
     ckpt = load_or_exit(args.path)
-    result = ckpt.to_dict()
+    result = ckpt.to_dict() | describe(ckpt)
     summary = (f"{ckpt.name}: {ckpt.format} file, {ckpt.layout} layout, {len(ckpt.tensors)} tensors, "
                f"{ckpt.num_params / 1e6:.2f} M params, ViT: {'yes' if ckpt.is_vit else 'no'}\n"
                f"sha256 {ckpt.sha256}"
