@@ -79,6 +79,9 @@ def load_timm(name: str, pretrained: bool = False, **kwargs: Any) -> Checkpoint:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    patch_embed = getattr(model, "patch_embed", None)
+    if patch_embed is not None and getattr(patch_embed, "img_size", None):
+        cfg["input_size"] = (model.in_chans if hasattr(model, "in_chans") else 3, *patch_embed.img_size)
     attn = getattr(getattr(model, "blocks", [None])[0], "attn", None)
     meta = {"pretrained_cfg": cfg, "timm_model": name, "pretrained": pretrained}
     if attn is not None:
