@@ -97,8 +97,9 @@ class Checkpoint:
     wrappers: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     unmapped_keys: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    sha256: str = ""
+    load_warnings: list[str] = field(default_factory=list)
+    # (sha256, names of tensors holding NaN/Inf), or the function that computes them on first use.
+    integrity: tuple[str, list[str]] | Callable[[], tuple[str, list[str]]] = ("", [])
     size_bytes: int = 0
     name: str = ""
     is_vit: bool = False
@@ -107,6 +108,23 @@ class Checkpoint:
     @property
     def num_params(self) -> int:
         return self.tensors.num_params
+
+    def _integrity(self) -> tuple[str, list[str]]:
+        """Hashing and scanning every byte costs several times a load, and building a model or running one
+        analysis needs neither, so both run on the first read of `sha256` or `warnings`, once."""
+        if callable(self.integrity):
+            self.integrity = self.integrity()
+        return self.integrity
+
+    @property
+    def sha256(self) -> str:
+        return self._integrity()[0]
+
+    @property
+    def warnings(self) -> list[str]:
+        bad = self._integrity()[1]
+        nonfinite = [f"non-finite values (NaN/Inf) in {len(bad)} tensor(s): {', '.join(bad[:10])}"] if bad else []
+        return nonfinite + list(self.load_warnings)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ checkpoint from anywhere is described the same way.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import tempfile
 from collections import Counter
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,8 +52,9 @@ def load_bytes(data: bytes, filename: str) -> Checkpoint:
     path = folder / safe_name  # the user's file name, so messages name the file they uploaded
     try:
         path.write_bytes(data)
-        raw = read_file(path)
-        return _finish(raw, source=f"upload:{filename}", name=filename)
+        ckpt = _finish(read_file(path), source=f"upload:{filename}", name=filename)
+        ckpt.sha256  # hash and scan now: the temporary file is about to go
+        return ckpt
     finally:
         path.unlink(missing_ok=True)
         folder.rmdir()
@@ -73,7 +76,7 @@ def load_timm(name: str, pretrained: bool = False, **kwargs: Any) -> Checkpoint:
     import timm
 
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:5]
+        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=5, cutoff=0.8)
         raise VitdashError(f"timm has no model named {name!r}" + (f"; close names: {', '.join(close)}" if close else ""))
     with _hub_errors(f"timm weights for {name}"):
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
@@ -101,18 +104,54 @@ def load_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
     return load(folder)
 
 
+def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether the Hub answers at all within `timeout` (DNS included: the probe runs in a thread we stop
+    waiting for). Any HTTP status counts as an answer."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+            answered.append(True)
+        except urllib.error.HTTPError:
+            answered.append(True)
+        except Exception:  # noqa: BLE001 - refused, DNS failure, timeout: all mean "not reachable"
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answered and answered[0])
+
+
 class _hub_errors:
-    """Turn any download failure (offline, 404, gated) into one clear sentence."""
+    """Turn any download failure (offline, 404, gated) into one clear sentence, within seconds.
+
+    huggingface_hub retries an unreachable host with backoff (about a minute per file) and waits on a
+    server that accepts connections but never answers; a short probe decides first, and when the Hub does
+    not answer the call runs in huggingface_hub's offline mode: cached files still load, anything else
+    fails at once.
+    """
 
     def __init__(self, what: str):
         self.what = what
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-        os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
 
     def __enter__(self):
+        from huggingface_hub import constants
+
+        self._offline = constants.HF_HUB_OFFLINE
+        if not self._offline and not _hub_reachable(constants.ENDPOINT):
+            constants.HF_HUB_OFFLINE = True
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = self._offline
         if exc is None or isinstance(exc, VitdashError):
             return False
         if isinstance(exc, (OSError, RuntimeError, ValueError, ConnectionError)) or "huggingface_hub" in type(exc).__module__:
@@ -216,26 +255,26 @@ def _read_sharded(index: Path) -> RawCheckpoint:
 # ---- common finish -------------------------------------------------------------------------------------------
 
 
-def _sha256_and_nonfinite(raw: RawCheckpoint) -> tuple[str, list[str]]:
-    from vitdash.formats import safetensors_reader
+def _integrity(raw: RawCheckpoint) -> Callable[[], tuple[str, list[str]]]:
+    """(sha256, tensors holding NaN/Inf), deferred to the first read of `Checkpoint.sha256`/`warnings`."""
 
-    if raw.format == "safetensors" and len(raw.files) == 1:
-        return safetensors_reader.scan(raw.files[0])
-    h = hashlib.sha256()
-    if raw.files:
-        for f in raw.files:
-            with open(f, "rb") as fh:
-                while block := fh.read(8 << 20):
-                    h.update(block)
-    bad = []
-    for name in raw.tensors:
-        t = raw.tensors[name]
-        if not raw.files:
-            h.update(name.encode())
-            h.update(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad.append(name)
-    return h.hexdigest(), bad
+    def run() -> tuple[str, list[str]]:
+        from vitdash.formats import safetensors_reader, sha256_files
+
+        if raw.format == "safetensors" and raw.files:  # plain reads: bounded memory for any size
+            return sha256_files(raw.files), [n for f in raw.files for n in safetensors_reader.nonfinite(f)]
+        h = hashlib.sha256()
+        bad = []
+        for name in raw.tensors:
+            t = raw.tensors[name]
+            if not raw.files:
+                h.update(name.encode())
+                h.update(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad.append(name)
+        return (sha256_files(raw.files) if raw.files else h.hexdigest()), bad
+
+    return run
 
 
 def _looks_like(keys: list[str], tensors: TensorStore) -> str:
@@ -254,10 +293,7 @@ def _looks_like(keys: list[str], tensors: TensorStore) -> str:
 
 
 def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
-    sha, nonfinite = _sha256_and_nonfinite(raw)
     warnings = list(raw.warnings)
-    if nonfinite:
-        warnings.append(f"non-finite values (NaN/Inf) in {len(nonfinite)} tensor(s): {', '.join(nonfinite[:10])}")
     size = sum(f.stat().st_size for f in raw.files)
     found = detect(raw.tensors, raw.metadata)
     if found is None or "patch_embed.proj.weight" not in found.tensors:
@@ -270,8 +306,8 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
             + ". Weight histograms, spectra and the training verdict still work on the raw tensors; the "
               "Architecture, Accuracy and Attention pages need a recognized ViT layout.")
         return Checkpoint(tensors=raw.tensors, source=source, format=raw.format, layout="unknown", canonical=False,
-                          wrappers=raw.wrappers, metadata=raw.metadata, unmapped_keys=[], warnings=warnings,
-                          sha256=sha, size_bytes=size, name=name, is_vit=False, looks_like=looks)
+                          wrappers=raw.wrappers, metadata=raw.metadata, unmapped_keys=[], load_warnings=warnings,
+                          integrity=_integrity(raw), size_bytes=size, name=name, is_vit=False, looks_like=looks)
     metadata = {**raw.metadata, **found.metadata}
     args = metadata.get("args")
     if isinstance(args, dict) and isinstance(args.get("model"), str):
@@ -284,4 +320,4 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
                         + ", ".join(found.unmapped[:8]))
     return Checkpoint(tensors=found.tensors, source=source, format=raw.format, layout=layout, canonical=True,
                       wrappers=raw.wrappers + found.wrappers, metadata=metadata, unmapped_keys=found.unmapped,
-                      warnings=warnings, sha256=sha, size_bytes=size, name=name, is_vit=True, looks_like="ViT")
+                      load_warnings=warnings, integrity=_integrity(raw), size_bytes=size, name=name, is_vit=True, looks_like="ViT")

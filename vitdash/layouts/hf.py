@@ -8,7 +8,7 @@ from vitdash.layouts import Canon, rename_by_rules
 NAME = "hf"
 
 _P = r"(?:vit\.|deit\.|dinov2\.|dinov2_with_registers\.)?"
-_L = _P + r"encoder\.layers?\.(\d+)\."
+_L = _P + r"(?:encoder\.)?layers?\.(\d+)\."  # transformers 5 drops `encoder.` in memory
 _RULES = [
     (_P + r"embeddings\.cls_token", "cls_token"),
     (_P + r"embeddings\.distillation_token", "dist_token"),
