@@ -309,3 +309,18 @@ def test_shared_dinov2_matches_transformers(shared_dir):
         theirs = ref(pixel_values=x).pooler_output
     assert torch.nn.functional.cosine_similarity(ours, theirs).item() > 0.999
     assert math.isclose(ours.norm().item(), theirs.norm().item(), rel_tol=0.02)
+
+
+def test_dino_teacher_backbone_beside_projection_head():
+    """A DINO teacher keeps the ViT under `backbone.` and a projection head beside it: map the ViT,
+    list the head as left over."""
+    import timm
+
+    ref = _randomize(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=0))
+    sd = {f"backbone.{k}": v for k, v in ref.state_dict().items()}
+    sd |= {"head.mlp.0.weight": torch.randn(16, 192), "head.last_layer.weight_g": torch.randn(32, 1)}
+    ckpt, model = _canonical_model(sd, metadata={"num_heads": 3})
+    assert ckpt.wrappers == ["backbone"]
+    assert sorted(ckpt.unmapped_keys) == ["head.last_layer.weight_g", "head.mlp.0.weight"]
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)

@@ -77,6 +77,13 @@ class Detected:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def _strip(src: TensorStore, prefix: str) -> TensorStore:
+    """The keys under `prefix`, renamed without it."""
+    n = len(prefix)
+    keys = [k for k in src if k.startswith(prefix)]
+    return TensorStore({k[n:]: src.loader(k) for k in keys}, {k[n:]: src.info(k) for k in keys})
+
+
 def strip_wrappers(src: TensorStore) -> tuple[TensorStore, list[str]]:
     """Remove prefixes that every key shares (e.g. `module.` from DDP), repeatedly."""
     wrappers: list[str] = []
@@ -85,21 +92,35 @@ def strip_wrappers(src: TensorStore) -> tuple[TensorStore, list[str]]:
         if prefix is None:
             break
         wrappers.append(prefix.rstrip("."))
-        n = len(prefix)
-        src = TensorStore({k[n:]: src.loader(k) for k in src}, {k[n:]: src.info(k) for k in src})
+        src = _strip(src, prefix)
     return src, wrappers
 
 
-def detect(src: TensorStore, meta: dict[str, Any]) -> Detected | None:
-    """Try every known convention; the first that recognizes the keys maps them."""
+def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Detected | None:
     from vitdash.layouts import hf, lucidrains, mha_custom, supergradients, timm_layout, torchvision_layout
 
-    stripped, wrappers = strip_wrappers(src)
     for module in (timm_layout, torchvision_layout, hf, lucidrains, supergradients, mha_custom):
-        canon = module.convert(stripped, meta)
+        canon = module.convert(src, meta)
         if canon is not None:
             layout = module.NAME
             if layout == "timm" and "vit" in wrappers:
                 layout = "model_zoo"  # the ViT Model Zoo stores timm keys under `vit.`
             return Detected(layout, canon.store(), canon.leftover(), wrappers, canon.notes, canon.metadata)
+    return None
+
+
+def detect(src: TensorStore, meta: dict[str, Any]) -> Detected | None:
+    """Try every known convention on the whole file, then on the part under one wrapper prefix
+    (a DINO `teacher` with `backbone.*` beside its projection `head.*`); the rest is left over."""
+    stripped, wrappers = strip_wrappers(src)
+    found = _convert(stripped, meta, wrappers)
+    if found is not None:
+        return found
+    for prefix in WRAPPER_PREFIXES:
+        part = _strip(stripped, prefix)
+        if 0 < len(part) < len(stripped):
+            found = _convert(part, meta, [*wrappers, prefix.rstrip(".")])
+            if found is not None:
+                found.unmapped += [k for k in stripped if not k.startswith(prefix)]
+                return found
     return None
