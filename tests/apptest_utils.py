@@ -19,3 +19,22 @@ def page_test(page: str, source: str | None = None, timeout: float = 60) -> AppT
 def errors(at: AppTest) -> list[str]:
     """Messages of st.error and uncaught exceptions: a page test asserts this is empty (or what it expects)."""
     return [e.value for e in at.error] + [str(e.value) for e in at.exception]
+
+
+def _picker_script():
+    """The sidebar picker followed by the Overview page body, as one script.
+
+    (AppTest drops sidebar widgets rendered by the st.navigation entry script on reruns, so the picker is
+    exercised through this script, and app.py itself through a first-run test.)
+    """
+    import runpy
+
+    from tests.apptest_utils import ROOT
+    from ui.sidebar import checkpoint_picker
+
+    checkpoint_picker()
+    runpy.run_path(str(ROOT / "pages" / "overview.py"))
+
+
+def picker_test(timeout: float = 120) -> AppTest:
+    return AppTest.from_function(_picker_script, default_timeout=timeout)

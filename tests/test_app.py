@@ -10,31 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from tests.apptest_utils import ROOT, errors, page_test
+from tests.apptest_utils import ROOT, errors, page_test, picker_test
 from streamlit.testing.v1 import AppTest
 
 
 def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-
-
-def _picker_script():
-    """The sidebar picker followed by the Overview page body, as one script.
-
-    (AppTest drops sidebar widgets rendered by the st.navigation entry script on reruns, so the picker is
-    exercised through this script, and app.py itself through the first-run test.)
-    """
-    import runpy
-
-    from tests.apptest_utils import ROOT
-    from ui.sidebar import checkpoint_picker
-
-    checkpoint_picker()
-    runpy.run_path(str(ROOT / "pages" / "overview.py"))
-
-
-def _picker() -> AppTest:
-    return AppTest.from_function(_picker_script, default_timeout=120)
 
 
 def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
@@ -75,7 +56,7 @@ def _bad_files(tmp_path):
 
 
 def test_bad_uploads_give_specific_messages_and_the_app_keeps_running(tmp_path):
-    at = _picker().run()
+    at = picker_test().run()
     for name, data, expected in _bad_files(tmp_path):
         _upload(at, name, data)
         assert not at.exception, (name, at.exception)

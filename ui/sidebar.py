@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.state import SOURCE_KEY, selected, select_upload
+from ui.state import SOURCE_KEY, select_upload, selected
 from vitdash.errors import VitdashError
-from vitdash.library import TIMM_ARCHITECTURES, list_library
+from vitdash.library import TIMM_ARCHITECTURES, LibraryEntry, demo_entries, list_library, prepare, save_dir, save_upload
 
-_KINDS = ("Library", "timm architecture (init)", "Path on server", "Upload", "Hugging Face Hub")
+_KINDS = ("Demo", "Library", "timm architecture (init)", "Path on server", "Upload", "Hugging Face Hub")
 
 
 def _set(source: str) -> None:
@@ -15,19 +15,54 @@ def _set(source: str) -> None:
     st.session_state.pop("upload_ckpt", None)
 
 
+def _configured_dirs():
+    """`model_dirs` under `[vitdash]` in .streamlit/secrets.toml (a list or an os.pathsep string), if any."""
+    try:
+        return st.secrets.get("vitdash", {}).get("model_dirs")
+    except FileNotFoundError:  # no secrets.toml (StreamlitSecretNotFoundError subclasses it)
+        return None
+
+
+@st.cache_data(ttl=30, show_spinner="Scanning the model library...")
+def _library(configured) -> list[LibraryEntry]:
+    return list_library(configured)
+
+
+def _open_entry(entry: LibraryEntry) -> None:
+    """Open a library entry; the demo pair is trained here on first use, with a progress bar."""
+    if not entry.ready:
+        bar = st.progress(0.0, text="Training the demo ViT on digits (first use only, under a minute)...")
+        try:
+            source = prepare(entry, progress=lambda p: bar.progress(p.fraction, text=p.message()))
+        except VitdashError as e:
+            st.error(str(e))
+            return
+        finally:
+            bar.empty()
+        _library.clear()
+    else:
+        source = entry.source
+    _set(source)
+
+
 def checkpoint_picker() -> None:
     with st.sidebar:
         st.header("Checkpoint")
         kind = st.radio("Source", _KINDS, key="source_kind", label_visibility="collapsed")
-        if kind == "Library":
-            entries = list_library()
-            if not entries:
-                st.caption("No model folder configured (set VITDASH_MODEL_DIRS).")
-            else:
-                names = [e.name for e in entries]
-                choice = st.selectbox("Model", names, index=None, placeholder="Choose a checkpoint")
-                if choice is not None and st.button("Open", key="open_library"):
-                    _set(entries[names.index(choice)].source)
+        if kind == "Demo":
+            st.caption("A small ViT that vitdash trains on scikit-learn's digits, and the same ViT before training.")
+            trained, init = demo_entries()
+            left, right = st.columns(2)
+            if left.button("Trained", key="open_demo_trained"):
+                _open_entry(trained)
+            if right.button("At init", key="open_demo_init"):
+                _open_entry(init)
+        elif kind == "Library":
+            entries = {e.source: e for e in _library(_configured_dirs())}
+            choice = st.selectbox("Model", list(entries), index=None, format_func=lambda s: entries[s].label,
+                                  placeholder="Choose a checkpoint")
+            if choice is not None and st.button("Open", key="open_library"):
+                _open_entry(entries[choice])
         elif kind == "timm architecture (init)":
             name = st.selectbox("Architecture", TIMM_ARCHITECTURES, index=0)
             if st.button("Open", key="open_timm"):
@@ -37,17 +72,35 @@ def checkpoint_picker() -> None:
             if path and st.button("Open", key="open_path"):
                 _set(path.strip())
         elif kind == "Upload":
-            up = st.file_uploader("Checkpoint file", type=None, key="uploader")
-            if up is not None and st.button("Open", key="open_upload"):
-                try:
-                    select_upload(up.getvalue(), up.name)
-                except VitdashError as e:
-                    st.error(str(e))
+            _upload()
         else:
             repo = st.text_input("Repository id or timm name", placeholder="timm/vit_base_patch16_224.augreg2_in21k_ft_in1k")
             if repo and st.button("Download", key="open_hub"):
                 _set(f"hf-hub:{repo.strip()}")
         _describe_current()
+
+
+def _upload() -> None:
+    up = st.file_uploader("Checkpoint file", type=None, key="uploader")
+    if up is None:
+        return
+    if st.button("Open", key="open_upload"):
+        try:
+            select_upload(up.getvalue(), up.name)
+        except VitdashError as e:
+            st.error(str(e))
+    if str(st.session_state.get(SOURCE_KEY, "")).endswith(f":{up.name}"):  # this upload opened fine
+        folder = save_dir(_configured_dirs())
+        st.caption("Only this session sees the upload until you save it.")
+        if st.button("Save to the library", key="save_upload", help=f"copies it into {folder}"):
+            try:
+                path = save_upload(up.getvalue(), up.name, folder)
+            except VitdashError as e:
+                st.error(str(e))
+                return
+            _library.clear()
+            _set(str(path))
+            st.success(f"Saved as {path}")
 
 
 def _describe_current() -> None:
@@ -60,5 +113,14 @@ def _describe_current() -> None:
     except VitdashError as e:
         st.error(str(e))
         return
-    if ckpt is not None:
-        st.markdown(f"**{ckpt.name}**  \n{ckpt.layout} layout · {ckpt.num_params / 1e6:.2f} M params")
+    if ckpt is None:
+        return
+    st.markdown(f"**{ckpt.name}**  \n{ckpt.layout} layout · {ckpt.num_params / 1e6:.2f} M params")
+    from vitdash.history import AuditHistory
+
+    try:
+        earlier = AuditHistory().find_by_hash(ckpt.sha256)
+    except VitdashError:
+        return  # the History page says what is wrong with the database
+    if earlier:
+        st.info(f"Audited before ({len(earlier)}x). Latest: {earlier[0].describe()}", icon=":material/history:")

@@ -1,8 +1,11 @@
-"""The selected checkpoint, kept per session as a source string and loaded once per content.
+"""The selected checkpoint, kept per session as a source string; what is loaded is shared by all sessions.
 
-Sessions share loaded checkpoints through `st.cache_resource` (keyed by the source and the file's
-size and mtime, so an overwritten file is reloaded), but each session only ever sees the source it
-picked: uploads are keyed by their own sha256 and named only in that session's state.
+Loaded checkpoints and built models live in one byte-bounded LRU per server process (`vitdash.cache`,
+bound $VITDASH_CACHE_MB), so several people opening different ViT-B files cannot exhaust RAM: the least
+recently used are dropped first. Paths are keyed by the file's size and mtime (an overwritten file is
+reloaded), models by the checkpoint's sha256. Each session only ever sees the source it picked: an upload is
+keyed by its own sha256, which only a session holding the same bytes can know, and named only in that
+session's state.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from vitdash.cache import cached_checkpoint, cached_model, cached_upload
 from vitdash.checkpoint import Checkpoint
 from vitdash.errors import VitdashError
 
@@ -25,28 +29,16 @@ def _fingerprint(source: str) -> str:
     return ""
 
 
-@st.cache_resource(max_entries=8, show_spinner="Reading checkpoint...")
-def _load(source: str, fingerprint: str) -> Checkpoint:
-    from vitdash.sources import load
-
-    return load(source)
-
-
-@st.cache_resource(max_entries=8, show_spinner="Reading upload...")
-def _load_upload(digest: str, filename: str, _data: bytes) -> Checkpoint:
-    from vitdash.sources import load_bytes
-
-    return load_bytes(_data, filename)
-
-
 def load_source(source: str) -> Checkpoint:
-    return _load(source, _fingerprint(source))
+    with st.spinner("Reading checkpoint..."):
+        return cached_checkpoint(source, _fingerprint(source))
 
 
 def select_upload(data: bytes, filename: str) -> Checkpoint:
     """Load an upload (raises VitdashError on a bad file) and make it this session's checkpoint."""
     digest = hashlib.sha256(data).hexdigest()
-    ckpt = _load_upload(digest, filename, data)
+    with st.spinner("Reading upload..."):
+        ckpt = cached_upload(data, filename, digest)
     st.session_state[SOURCE_KEY] = f"upload:{digest}:{filename}"
     st.session_state["upload_ckpt"] = ckpt
     return ckpt
@@ -61,6 +53,12 @@ def selected() -> Checkpoint | None:
     return load_source(source)
 
 
+def current_model(ckpt: Checkpoint):
+    """The checkpoint as a runnable timm model, built once per content and shared (eval mode: do not mutate)."""
+    with st.spinner("Building the model..."):
+        return cached_model(ckpt)
+
+
 def current_checkpoint() -> Checkpoint:
     """The session's checkpoint; otherwise a hint (or the load error) and the page stops here."""
     try:
@@ -73,4 +71,3 @@ def current_checkpoint() -> Checkpoint:
                 "a path, or an upload.")
         st.stop()
     return ckpt
-

@@ -1,0 +1,128 @@
+"""Audit history: record an audit of the current checkpoint (with a reviewer and a note), list, filter, export."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from ui.state import selected
+from vitdash.errors import VitdashError
+from vitdash.history import AuditHistory, record_audit
+
+BENCHMARK_RESULT = "benchmark_result"  # (sha256, result) left by the 'Does it perform?' page
+
+
+def _own_accuracy(ckpt):
+    """The accuracy this session measured for this very file on the 'Does it perform?' page, if any."""
+    from vitdash.evaluate import EvalResult
+
+    found = st.session_state.get(BENCHMARK_RESULT)
+    if found and found[0] == ckpt.sha256 and isinstance(found[1], EvalResult) and not found[1].cancelled:
+        return found[1]
+    return None
+
+
+def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
+    from vitdash import family, verdict
+    from vitdash.evaluate import EngineOptions, evaluate
+
+    bar = st.progress(0.0, text="Auditing the weights...")
+    audit = verdict.audit(ckpt, progress=lambda i, n, name: bar.progress(i / max(n, 1), text=f"Auditing {name}"))
+    arch = None
+    if ckpt.is_vit:
+        bar.progress(1.0, text="Reading the architecture...")
+        try:
+            arch = family.report(ckpt)
+        except VitdashError as e:
+            st.warning(f"Architecture not recorded: {e}")
+    if accuracy is None and data:
+        bar.progress(0.0, text=f"Measuring accuracy on {data}...")
+        accuracy = evaluate(ckpt, data, EngineOptions(), measure_throughput=False,
+                            progress=lambda p: bar.progress(p.fraction, text=f"Accuracy: {p.done}/{p.total} images"))
+    bar.empty()
+    return record_audit(history, ckpt, audit=audit, family=arch, accuracy=accuracy, reviewer=reviewer, note=note)
+
+
+def _earlier(ckpt, history: AuditHistory) -> None:
+    earlier = history.find_by_hash(ckpt.sha256)
+    if earlier:
+        st.info(f"Already audited {len(earlier)} time(s) (same sha256). Latest: {earlier[0].describe()}")
+    else:
+        st.caption(f"Not audited before: no record with sha256 {ckpt.sha256[:16]}...")
+
+
+def _record_form(ckpt, history: AuditHistory) -> None:
+    st.subheader(f"This checkpoint: {ckpt.name}")
+    status = st.empty()  # filled after the form, so a save made in this run is already counted
+    measured = _own_accuracy(ckpt)
+    with st.form("record_audit"):
+        left, right = st.columns(2)
+        reviewer = left.text_input("Reviewer", key="history_reviewer", placeholder="your name")
+        if measured is not None:
+            right.caption(f"Accuracy measured on the 'Does it perform?' page will be saved: top-1 "
+                          f"{measured.top1:.1%} on {measured.data.get('name')} ({measured.n_images} images).")
+            data = ""
+        else:
+            data = right.text_input("Accuracy check data (optional)", key="history_data",
+                                    placeholder="a folder of labeled images, or 'digits'")
+        note = st.text_area("Note", key="history_note", placeholder="what you checked, where the file came from")
+        submitted = st.form_submit_button("Run the audit and save it", type="primary")
+    if submitted and not reviewer.strip():
+        st.error("Type a reviewer name: every saved audit says who made it.")
+    elif submitted:
+        try:
+            rec = _run_audit(ckpt, history, reviewer, note, measured, data.strip())
+            st.success(f"Saved audit #{rec.id}: {rec.describe()}")
+        except VitdashError as e:
+            st.error(str(e))
+    with status.container():
+        _earlier(ckpt, history)
+
+
+st.title("Audit history")
+try:
+    history = AuditHistory()
+except VitdashError as e:
+    st.error(str(e))
+    st.stop()
+
+try:
+    ckpt = selected()
+except VitdashError as e:
+    st.error(str(e))
+    ckpt = None
+if ckpt is not None:
+    _record_form(ckpt, history)
+else:
+    st.caption("Pick a checkpoint in the sidebar to audit it and save the result here.")
+
+st.subheader("All audits")
+st.caption(f"Kept in {history.path} (set VITDASH_HISTORY_DB to move it).")
+c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
+text = c1.text_input("Search", key="history_search", placeholder="file name, sha256, family, note")
+verdicts = c2.multiselect("Verdict", ["trained", "partial", "random"], key="history_verdicts")
+reviewer = c3.selectbox("Reviewed by", ["(anyone)", *history.reviewers()], key="history_filter_reviewer")
+dates = c4.date_input("Between", value=(), key="history_dates", help="empty: all dates (UTC)")
+since = until = None
+if isinstance(dates, (list, tuple)) and dates:
+    since, until = dates[0].isoformat(), (dates[1] if len(dates) > 1 else dates[0]).isoformat()
+elif isinstance(dates, dt.date):
+    since = until = dates.isoformat()
+
+records = history.list(text=text.strip() or None, verdicts=verdicts or None,
+                       reviewer=None if reviewer == "(anyone)" else reviewer, since=since, until=until)
+if not records:
+    st.info("No audit matches." if history.count() else "No audits saved yet.")
+else:
+    table = pd.DataFrame([{
+        "when (UTC)": r.created_at.replace("T", " ").removesuffix("+00:00"), "file": r.file_name,
+        "verdict": r.verdict, "confidence": r.confidence, "family": r.family, "match": r.family_kind, "top-1": r.top1,
+        "data": r.accuracy_data, "reviewer": r.reviewer, "note": r.note, "size (MB)": r.size_bytes / 1e6,
+        "sha256": r.sha256} for r in records])
+    st.dataframe(table, hide_index=True, column_config={
+        "confidence": st.column_config.NumberColumn(format="percent"),
+        "top-1": st.column_config.NumberColumn(format="percent"),
+        "size (MB)": st.column_config.NumberColumn(format="%.1f")})
+    st.download_button(f"Download {len(records)} audit(s) as CSV", history.to_csv(records),
+                       file_name="vitdash-audits.csv", mime="text/csv", key="history_csv")

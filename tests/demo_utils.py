@@ -1,0 +1,26 @@
+"""The demo pair for tests: trained once per machine into pytest's cache folder, reused by every test file.
+
+The cache key hashes vitdash/demo.py and the recipe, so a changed training loop is retrained, never hidden
+by an older build; a fresh checkout (CI) trains it once (about 20-40 s on 2 cores).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def demo_cache_dir(config) -> Path:
+    cache = getattr(config, "cache", None)  # absent under `-p no:cacheprovider`
+    if cache is None:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "vitdash-test-demo-cache"
+    return Path(cache.mkdir("vitdash-demo-cache"))
+
+
+@pytest.fixture(scope="session")
+def demo_pair(request):
+    from vitdash.demo import ensure_demo
+
+    return ensure_demo(cache_dir=demo_cache_dir(request.config))

@@ -1,0 +1,134 @@
+"""Audit history in SQLite: saved with every field, found again by content hash, filtered, exported, kept
+across restarts, and safe when many sessions and processes write at once."""
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from vitdash.errors import VitdashError
+from vitdash.history import CSV_COLUMNS, AuditHistory, default_path, record_audit
+
+ACC = {"top1": 0.9, "top5": 1.0, "n_images": 360, "data": {"name": "digits", "kind": "digits", "root": "sklearn"}}
+
+
+def _rec(h: AuditHistory, i: int = 0, **kw):
+    fields = dict(sha256=f"{i:064x}", file_name=f"model{i}.safetensors", size_bytes=1000 + i, verdict="trained",
+                  confidence=0.9, family="ViT-S/16 @224", family_kind="exact", accuracy=ACC, reviewer="ana",
+                  note=f"note {i}")
+    fields.update(kw)
+    return h.record(**fields)
+
+
+def test_record_keeps_every_field_and_survives_a_restart(tmp_path):
+    path = tmp_path / "h.sqlite"
+    saved = _rec(AuditHistory(path), 1, note="  from the team drive  ", reviewer=" bo ")
+    assert saved.id == 1 and saved.created_at.endswith("+00:00")
+    assert (saved.reviewer, saved.note, saved.top1, saved.accuracy_data) == ("bo", "from the team drive", 0.9, "digits")
+    again = AuditHistory(path)  # a new process would open the file the same way
+    [found] = again.find_by_hash(f"{1:064x}")
+    assert found == saved and found.accuracy == ACC
+    assert "by bo" in found.describe() and "top-1 90.0% on digits" in found.describe()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_find_by_hash_lists_newest_first_and_only_that_content(tmp_path):
+    h = AuditHistory(tmp_path / "h.sqlite")
+    first, other, second = _rec(h, 1), _rec(h, 2), _rec(h, 1, verdict="partial")
+    assert [r.id for r in h.find_by_hash(f"{1:064x}")] == [second.id, first.id]
+    assert h.find_by_hash("f" * 64) == [] and other.id == 2
+
+
+def test_list_filters(tmp_path):
+    h = AuditHistory(tmp_path / "h.sqlite")
+    _rec(h, 1, verdict="random", reviewer="ana", note="100% sure")
+    _rec(h, 2, verdict="trained", reviewer="bo", family="DeiT-S")
+    _rec(h, 3, verdict="partial", reviewer="bo")
+    assert [r.file_name for r in h.list(verdicts=["random", "partial"])] == ["model3.safetensors", "model1.safetensors"]
+    assert [r.id for r in h.list(reviewer="bo")] == [3, 2]
+    assert [r.id for r in h.list(text="deit")] == [2]  # case-insensitive, any text column
+    assert [r.id for r in h.list(text="100%")] == [1]  # % and _ are literal
+    assert [r.id for r in h.list(text="_")] == []
+    today = h.list()[0].created_at[:10]
+    assert len(h.list(since=today, until=today)) == 3 and h.list(until="2000-01-01") == []
+    assert h.list(limit=1)[0].id == 3 and h.reviewers() == ["ana", "bo"] and h.count() == 3
+
+
+def test_csv_export_round_trips(tmp_path):
+    h = AuditHistory(tmp_path / "h.sqlite")
+    _rec(h, 1, note='comma, "quotes"\nand a newline')
+    _rec(h, 2, accuracy=None, verdict=None)
+    rows = list(csv.DictReader(io.StringIO(h.to_csv())))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 2
+    assert rows[1]["note"] == 'comma, "quotes"\nand a newline' and rows[1]["top1"] == "0.9"
+    assert rows[0]["verdict"] == "" and rows[0]["top1"] == ""
+    only = list(csv.DictReader(io.StringIO(h.to_csv(h.list(verdicts=["trained"])))))
+    assert [r["id"] for r in only] == ["1"]
+
+
+def test_concurrent_threads_and_processes_all_land(tmp_path):
+    path = tmp_path / "h.sqlite"
+    AuditHistory(path)
+    script = ("import sys; from vitdash.history import AuditHistory\n"
+              "h = AuditHistory(sys.argv[1])\n"
+              "for i in range(20): h.record(sha256=f'{i:064x}', file_name='p', size_bytes=1, reviewer='proc')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path)]) for _ in range(2)]
+    errors = []
+
+    def writer(n):
+        try:
+            h = AuditHistory(path)
+            for i in range(20):
+                _rec(h, n * 100 + i)
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert errors == []
+    h = AuditHistory(path)
+    assert h.count() == 8 * 20 + 2 * 20 and len(h.list(reviewer="proc")) == 40
+
+
+def test_path_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITDASH_HISTORY_DB", str(tmp_path / "x" / "audits.db"))
+    assert default_path() == tmp_path / "x" / "audits.db"
+    assert AuditHistory().path.exists()
+    monkeypatch.delenv("VITDASH_HISTORY_DB")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_path() == tmp_path / "data" / "vitdash" / "history.sqlite"
+
+
+def test_bad_paths_and_files_give_messages(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(VitdashError, match="cannot open the audit history"):
+        AuditHistory(tmp_path / "file" / "h.sqlite")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(VitdashError, match="cannot open the audit history"):
+        AuditHistory(junk)
+    with pytest.raises(VitdashError, match="sha256"):
+        AuditHistory(tmp_path / "ok.sqlite").record(sha256="", file_name="x", size_bytes=0)
+
+
+def test_record_audit_from_real_analyses(tmp_path, tiny_vit_ckpt):
+    from vitdash import family, verdict
+
+    h = AuditHistory(tmp_path / "h.sqlite")
+    audit = verdict.audit(tiny_vit_ckpt)
+    arch = family.report(tiny_vit_ckpt)
+    rec = record_audit(h, tiny_vit_ckpt, audit=audit, family=arch, reviewer="ana", note="init check")
+    assert rec.sha256 == tiny_vit_ckpt.sha256 and rec.verdict == audit.verdict == "random"
+    assert rec.family == arch.match.name and rec.family_kind == arch.match.kind
+    assert rec.details["audit"]["summary"] == audit.summary and "tensors" not in rec.details["audit"]
+    assert h.find_by_hash(tiny_vit_ckpt.sha256)[0].id == rec.id

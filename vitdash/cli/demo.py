@@ -1,0 +1,33 @@
+"""`python -m vitdash demo`: train (or find) the built-in demo pair and say where it is."""
+from __future__ import annotations
+
+import sys
+
+from vitdash.cli.common import add_json_flag, emit
+
+NAME = "demo"
+HELP = "build the demo pair (a small ViT trained on scikit-learn's digits, and its untrained twin) in the cache"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--cache-dir", help="vitdash cache folder (default: $VITDASH_CACHE_DIR or ~/.cache/vitdash)")
+    add_json_flag(parser)
+
+
+def run(args) -> int:
+    from vitdash.demo import TrainProgress, ensure_demo
+
+    last_epoch = [0]
+
+    def progress(p: TrainProgress) -> None:
+        if p.epoch != last_epoch[0] or p.step == p.steps:  # one line per epoch, and the last step
+            last_epoch[0] = p.epoch
+            print(f"vitdash: {p.message()}", file=sys.stderr)
+
+    pair = ensure_demo(cache_dir=args.cache_dir, progress=progress)
+    how = f"trained in {pair.build_s:.0f} s" if pair.built_now else "already in the cache"
+    summary = (f"demo pair {how}:\n  trained: {pair.trained}\n  init:    {pair.init}\n"
+               f"held-out accuracy on digits: trained {pair.test_accuracy:.1%}, init {pair.init_test_accuracy:.1%} "
+               f"({pair.n_test} images never seen in training)")
+    emit(pair.to_dict(), args, summary)
+    return 0
