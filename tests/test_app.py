@@ -6,7 +6,6 @@ import os
 import pickle
 import struct
 
-import pytest
 import torch
 from safetensors.torch import save
 

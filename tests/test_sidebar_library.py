@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import save
-from streamlit.testing.v1 import AppTest
 
 from tests.apptest_utils import errors, picker_test
 
