@@ -168,7 +168,7 @@ class _hub_errors:
 
 def read_dir(path: Path) -> RawCheckpoint:
     """Hugging Face folders (single or sharded), ViT Model Zoo folders, or a folder with one checkpoint."""
-    metadata = _folder_metadata(path)
+    metadata = folder_metadata(path)
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (path / index_name).exists():
             raw = _read_sharded(path / index_name)
@@ -184,7 +184,7 @@ def read_dir(path: Path) -> RawCheckpoint:
     return raw
 
 
-def _folder_metadata(path: Path) -> dict[str, Any]:
+def folder_metadata(path: Path) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for name in METADATA_FILES:
         f = path / name

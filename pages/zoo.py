@@ -1,0 +1,88 @@
+"""Model zoo: audit a population of checkpoints (a ViT Model Zoo folder or any folder of checkpoints)."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from vitdash.errors import VitdashError
+from vitdash.figures.populations import (
+    embedding_figure, layer_profile_figure, numeric_columns, prediction_figure, stat_scatter, zoo_frame)
+from vitdash.zoo import LAYER_FEATURES, audit_zoo, discover
+
+st.title("Model zoo")
+st.caption("A population of checkpoints: the ViT Model Zoo layout (`pretraining/<model>`, "
+           "`finetuning/<parent>/<model>` with `config.json`, `result.json`, `checkpoint_0000XY/checkpoints`) "
+           "or any folder of checkpoint files and model folders.")
+
+folder = st.text_input("Population folder", key="zoo_dir", placeholder="/data/vit-model-zoo")
+left, right = st.columns(2)
+workers = left.number_input("Worker processes", min_value=1, max_value=max(1, os.cpu_count() or 1), value=1,
+                            key="zoo_workers")
+ray_address = right.text_input("Ray cluster address (optional)", key="zoo_ray", placeholder="auto")
+
+if folder and st.button("Audit population", key="zoo_run", type="primary"):
+    try:
+        population = discover(folder.strip())
+        bar = st.progress(0.0, text=f"Auditing {len(population.models)} models...")
+
+        def progress(done, total, audit):
+            status = "failed" if audit.error else "done"
+            bar.progress(done / total, text=f"{done}/{total} · {audit.model.name}: {status}")
+
+        st.session_state["zoo_report"] = audit_zoo(population, workers=int(workers),
+                                                   ray=ray_address.strip() or None, progress=progress)
+    except VitdashError as e:
+        st.error(str(e))
+
+report = st.session_state.get("zoo_report")
+if report is None:
+    st.info("Enter the folder that holds the population and press Audit population.")
+    st.stop()
+
+pred = report.accuracy_prediction
+cols = st.columns(4)
+cols[0].metric("Models", len(report.models))
+cols[1].metric("Unreadable", sum(a.error is not None for a in report.models))
+cols[2].metric(f"R² predicting {pred.target}" if pred else "R² (no prediction)", f"{pred.r2:.2f}" if pred else "-")
+cols[3].metric("Baseline R² (the mean)", f"{pred.baseline_r2:.2f}" if pred else "-")
+st.caption(f"{report.root} · {report.layout} layout · {report.seconds:.1f} s · {report.backend}")
+for note in report.notes:
+    st.warning(note)
+
+df = zoo_frame(report)
+st.subheader("Population")
+st.dataframe(df, hide_index=True, height=320)
+
+numeric = numeric_columns(df)
+factors = [f for f in report.varying_factors if f in df] + ["group", "verdict", "parent"]
+richest = max(range(len(factors)), key=lambda i: df[factors[i]].nunique())  # default colour: most levels
+scatter, embedding, prediction, layers = st.tabs(["Statistic against metric", "Embedding", "Accuracy prediction",
+                                                  "Per layer"])
+with scatter:
+    if numeric:
+        c1, c2, c3 = st.columns(3)
+        default_y = numeric.index(report.target) if report.target in numeric else 0
+        default_x = numeric.index("dist_parent") if "dist_parent" in numeric else 0
+        x = c1.selectbox("x", numeric, index=default_x, key="zoo_x")
+        y = c2.selectbox("y", numeric, index=default_y, key="zoo_y")
+        color = c3.selectbox("colour", factors, index=richest, key="zoo_color")
+        st.plotly_chart(stat_scatter(df, x, y, color), key="zoo_scatter")
+    else:
+        st.caption("No statistic varies across the population.")
+with embedding:
+    color = st.selectbox("colour", factors, index=richest, key="zoo_embed_color")
+    st.plotly_chart(embedding_figure(df, color), key="zoo_embedding")
+with prediction:
+    if pred is None:
+        st.caption("Nothing to predict: see the notes above.")
+    else:
+        extra = f"; the generating factors alone give R² {pred.factors_r2:.2f}" if pred.factors_r2 is not None else ""
+        st.markdown(f"{pred.method}, over the {pred.n_models} models of the *{pred.group or 'population'}* group: "
+                    f"R² **{pred.r2:.2f}** against **{pred.baseline_r2:.2f}** for always predicting the mean{extra}.")
+        st.plotly_chart(prediction_figure(report), key="zoo_prediction")
+with layers:
+    c1, c2 = st.columns(2)
+    stat = c1.selectbox("Statistic", ("norm",) + LAYER_FEATURES, key="zoo_layer_stat")
+    color = c2.selectbox("colour", [None] + report.varying_factors, key="zoo_layer_color")
+    st.plotly_chart(layer_profile_figure(report, stat, color), key="zoo_layers")
