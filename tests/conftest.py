@@ -1,11 +1,15 @@
 """Shared fixtures: the real data beside the checkout, and small canonical checkpoints built on the spot."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Spinning OpenMP workers starve each other when test processes share 2 cores; set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

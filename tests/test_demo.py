@@ -151,3 +151,12 @@ def test_cli_demo_prints_the_pair(demo_pair, request, capsys):
     assert main(["demo", "--cache-dir", str(demo_cache_dir(request.config)), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["trained"] == str(demo_pair.trained) and out["test_accuracy"] == demo_pair.test_accuracy
+
+
+def test_audit_calls_the_demo_trained_and_its_twin_random(demo_pair):
+    """The pair every fresh install shows first is a ground truth for the verdict: all of it trained, or none."""
+    from vitdash.verdict import audit
+
+    trained, init = audit(load(demo_pair.trained)), audit(load(demo_pair.init))
+    assert trained.verdict == "trained" and not trained.at_init, trained.summary
+    assert init.verdict == "random", init.summary

@@ -1,0 +1,132 @@
+"""Every prior against the library it describes: instantiate the modules at init and check the analytic
+prior explains their values (KS below its bound, std within its standard error), so a library change
+cannot silently make a prior wrong. Also: wrong priors must be rejected."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vitdash import priors as P
+from vitdash.roles import assign_roles, weight_of
+
+torch.manual_seed(0)
+
+
+def _check_scheme(sd: dict[str, torch.Tensor], scheme: str, canonical: bool, **kw) -> list[str]:
+    """Names whose values the scheme's prior does not explain (empty = the prior is right)."""
+    sd = {k: v.detach().float() for k, v in sd.items() if v.is_floating_point()}
+    roles = assign_roles(list(sd), lambda n: tuple(sd[n].shape), canonical, lambda n: (lambda: sd[n]))
+    bad = []
+    for name, t in sd.items():
+        r = roles[name]
+        w = weight_of(name, roles)
+        if r.role == "layerscale":
+            if not bool((t == t.reshape(-1)[0]).all()):
+                bad.append(f"{name}: LayerScale not constant")
+            continue
+        prior = P.scheme_prior(scheme, r.role, r.param, tuple(t.shape),
+                               weight_shape=tuple(sd[w].shape) if w else None, **kw)
+        if prior is None:
+            bad.append(f"{name}: no {scheme} prior for role {r.role}/{r.param}")
+            continue
+        flat = t.reshape(-1).double()
+        std, mean = float(flat.std(unbiased=False)), float(flat.mean())
+        f = P.fit(prior, P.sample_sorted(flat), numel=flat.numel(), mean=mean, std=std,
+                  constant=float(flat.min()) == float(flat.max()))
+        if not f.matches:  # KS above its 0.1% bound, or std/mean off by > 4 standard errors
+            bad.append(f"{name}: {prior.label} ks={f.ks:.3f} std_ratio={f.std_ratio:.3f} mean={mean:.3g}")
+    return bad
+
+
+def _timm_vit(weight_init: str = "", **kw):
+    from timm.models.vision_transformer import VisionTransformer
+
+    args = dict(img_size=32, patch_size=8, embed_dim=96, depth=2, num_heads=3, num_classes=100,
+                weight_init=weight_init)
+    args.update(kw)
+    return VisionTransformer(**args)
+
+
+@pytest.mark.parametrize("kw", [{}, {"reg_tokens": 2, "init_values": 1e-5}, {"embed_dim": 192, "num_heads": 3}])
+def test_timm_default_init(kw):
+    assert _check_scheme(_timm_vit("", **kw).state_dict(), "timm", canonical=True) == []
+
+
+@pytest.mark.parametrize("kw", [{}, {"embed_dim": 192, "num_heads": 3}])
+def test_timm_jax_init(kw):
+    assert _check_scheme(_timm_vit("jax", **kw).state_dict(), "timm_jax", canonical=True) == []
+
+
+def test_timm_distilled_dist_token():
+    from timm.models.deit import VisionTransformerDistilled
+
+    m = VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=96, depth=1, num_heads=3, num_classes=10)
+    assert _check_scheme(m.state_dict(), "timm", canonical=True) == []
+
+
+def test_torchvision_init():
+    import torchvision
+    from vitdash.sources import checkpoint_from_state_dict
+
+    tv = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=64,
+                                              mlp_dim=128, num_classes=10, representation_size=32)
+    ckpt = checkpoint_from_state_dict(tv.state_dict())
+    assert ckpt.canonical and "pre_logits.fc.weight" in ckpt.tensors
+    assert _check_scheme(ckpt.tensors.materialize(), "torchvision", canonical=True) == []
+
+
+@pytest.mark.parametrize("model", ["vit", "deit", "dinov2"])
+def test_hugging_face_init(model):
+    transformers = pytest.importorskip("transformers")
+    common = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+                  initializer_range=0.03)
+    if model == "vit":
+        m = transformers.ViTModel(transformers.ViTConfig(intermediate_size=128, **common))
+    elif model == "deit":
+        m = transformers.DeiTModel(transformers.DeiTConfig(intermediate_size=128, **common))
+    else:
+        m = transformers.Dinov2Model(transformers.Dinov2Config(mlp_ratio=2, **common))
+    # In its own names: exercises the generic role guesses as well as the prior.
+    scheme = "hf_deit" if model == "deit" else "hf"
+    assert _check_scheme(m.state_dict(), scheme, canonical=False, initializer_range=0.03) == []
+
+
+def test_pytorch_default_linear_and_conv():
+    lin, conv = torch.nn.Linear(300, 200), torch.nn.Conv2d(3, 128, 8, stride=8)
+    sd = {"fc.weight": lin.weight, "fc.bias": lin.bias, "patch_embed.proj.weight": conv.weight,
+          "patch_embed.proj.bias": conv.bias, "pos_embedding": torch.randn(1, 17, 128)}
+    assert _check_scheme(sd, "pytorch", canonical=False) == []
+
+
+@pytest.mark.parametrize("kind", ["kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal"])
+def test_vit_model_zoo_init(kind):
+    """The Model Zoo's `init_single`: every Linear/Conv2d re-drawn with torch.nn.init, biases 0.01."""
+    m = _timm_vit("")
+    for mod in m.modules():
+        if type(mod) in (torch.nn.Linear, torch.nn.Conv2d):
+            getattr(torch.nn.init, f"{kind}_")(mod.weight)
+            if mod.bias is not None:
+                mod.bias.data.fill_(0.01)
+    assert _check_scheme(m.state_dict(), f"model_zoo_{kind}", canonical=True) == []
+
+
+def test_wrong_priors_are_rejected():
+    sd = _timm_vit("").state_dict()
+    bad = _check_scheme(sd, "timm_jax", canonical=True)  # xavier/lecun/zero-head priors on timm's init
+    assert any("blocks.0.mlp.fc1.weight" in b for b in bad) and any("head.weight" in b for b in bad)
+    scaled = {k: v * 1.05 if v.ndim == 2 else v for k, v in sd.items()}  # 5% off in scale only
+    assert any("attn.qkv.weight" in b for b in _check_scheme(scaled, "timm", canonical=True))
+
+
+def test_prior_moments_and_quantiles():
+    tn = P._lecun(100)
+    assert math.isclose(tn.std, 0.1, rel_tol=1e-6)  # lecun_normal's correction makes std exactly 1/sqrt(fan_in)
+    x = tn.ppf(torch.tensor([0.0, 0.5, 1.0]))
+    assert float(x[1]) == pytest.approx(0.0, abs=1e-9) and float(x[2]) <= tn.hi + 1e-9
+    u = P._uniform(0.5)
+    assert u.cdf(torch.tensor([-1.0, 0.0, 1.0])).tolist() == [0.0, 0.5, 1.0]
+    assert u.std == pytest.approx(0.5 / math.sqrt(3))
+    labels = {p.label for p in P.priors_for("qkv", "weight", (192, 64))}
+    assert "trunc_normal(std=0.02, [-2, 2])" in labels and len(labels) >= 5

@@ -1,0 +1,201 @@
+"""The model verdict: right on every real checkpoint (trained), on fresh inits made here (random), and
+on mixtures made from the shared DINOv2 weights (partial with exactly the re-initialized part)."""
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+
+from vitdash.checkpoint import Checkpoint, TensorStore
+from vitdash.sources import checkpoint_from_state_dict, load
+from vitdash.roles import ROLES
+from vitdash.verdict import MODEL_VERDICTS, VERDICTS, audit
+
+REAL = ["dinov2-small-hf", "fmnist_vit_custom.pth", "mnist_vit_torchvision_layout.pth",
+        "mnist_vit_lucidrains_layout.pt"]
+
+
+def _memory(sd: dict[str, torch.Tensor], canonical: bool = True) -> Checkpoint:
+    return Checkpoint(tensors=TensorStore.from_tensors(sd), source="test", format="memory",
+                      layout="timm" if canonical else "unknown", canonical=canonical, is_vit=canonical)
+
+
+def _assert_random(result, sd_names) -> None:
+    assert result.verdict == "random", result.summary
+    assert result.confidence >= 0.9
+    assert set(result.at_init) == set(sd_names)  # every tensor of a fresh init is at init
+    assert all(t.verdict == "init" for t in result.tensors)
+
+
+@pytest.fixture(scope="module")
+def dino(shared_dir) -> dict[str, torch.Tensor]:
+    ckpt = load(shared_dir / "checkpoints" / "dinov2-small-hf")
+    return ckpt.tensors.materialize()
+
+
+# ---- real checkpoints: all trained ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_checkpoints_are_trained(shared_dir, name):
+    result = audit(load(shared_dir / "checkpoints" / name))
+    assert result.verdict == "trained", (result.summary, result.at_init)
+    assert result.at_init == [] and result.confidence >= 0.9
+    assert sum(t.verdict == "trained" for t in result.tensors) >= 0.8 * len(result.tensors)
+
+
+def test_real_checkpoint_in_its_own_names_is_trained(shared_dir):
+    """Generic tensor set (layout not used): HF DINOv2 names, including the all-zero mask_token that
+    inference never reads: it is at its init, and must not make the model partial."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(shared_dir / "checkpoints" / "dinov2-small-hf" / "model.safetensors"))
+    result = audit(_memory(sd, canonical=False))
+    assert result.verdict == "trained" and result.at_init == []
+    mask = result.tensor("embeddings.mask_token")
+    assert mask.role == "mask_token" and not mask.matters and mask.verdict == "init"
+    assert result.tensor("encoder.layer.3.attention.attention.query.weight").block == 3
+
+
+# ---- fresh inits: all random ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("weight_init", ["", "jax"])
+@pytest.mark.parametrize("size,seed", [(dict(embed_dim=64, depth=2, num_heads=2), 0),
+                                       (dict(embed_dim=192, depth=2, num_heads=3, reg_tokens=1,
+                                             init_values=1e-5), 1)])
+def test_timm_inits_are_random(weight_init, size, seed):
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(seed)
+    m = VisionTransformer(img_size=32, patch_size=8, num_classes=10, weight_init=weight_init, **size)
+    result = audit(_memory(m.state_dict()))
+    _assert_random(result, m.state_dict())
+    assert result.likely_init == ("timm_jax" if weight_init == "jax" else "timm")
+
+
+def test_torchvision_init_is_random():
+    import torchvision
+
+    tv = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                              hidden_dim=64, mlp_dim=128)
+    ckpt = checkpoint_from_state_dict(tv.state_dict())
+    result = audit(ckpt)
+    _assert_random(result, list(ckpt.tensors))
+    assert result.likely_init == "torchvision"
+
+
+@pytest.mark.parametrize("model", ["vit", "dinov2"])
+def test_hugging_face_init_is_random(model):
+    transformers = pytest.importorskip("transformers")
+    common = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    if model == "vit":
+        m = transformers.ViTModel(transformers.ViTConfig(intermediate_size=128, **common))
+    else:
+        m = transformers.Dinov2Model(transformers.Dinov2Config(mlp_ratio=2, **common))
+    sd = m.state_dict()
+    result = audit(_memory(sd, canonical=False))  # its own names: the generic path
+    assert result.verdict == "random", result.summary
+    assert set(result.at_init) == {n for n in sd if "mask_token" not in n}
+    assert result.likely_init == "hf"
+
+
+def _timm_shapes(seed: int = 0) -> dict[str, torch.Tensor]:
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(seed)
+    m = VisionTransformer(img_size=32, patch_size=8, embed_dim=192, depth=2, num_heads=3, num_classes=10)
+    return m.state_dict()
+
+
+def test_iid_normal_entries_are_random():
+    """N(0, 0.05) everywhere, norms included: no known init, yet nothing shows training."""
+    g = torch.Generator().manual_seed(1)
+    sd = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in _timm_shapes().items()}
+    result = audit(_memory(sd))
+    _assert_random(result, sd)
+    assert result.likely_init is None
+
+
+def test_orthogonal_init_is_random():
+    sd = {}
+    for k, v in _timm_shapes().items():
+        v = v.clone()
+        if v.ndim == 2:
+            torch.nn.init.orthogonal_(v)
+        sd[k] = v
+    result = audit(_memory(sd))
+    _assert_random(result, sd)
+    assert "orthogonal" in result.tensor("blocks.0.mlp.fc1.weight").reason
+
+
+# ---- mixtures made from the shared DINOv2 weights -----------------------------------------------------------
+
+def test_fresh_head_is_partial_with_exactly_the_head(dino):
+    sd = dict(dino)
+    sd["head.weight"] = torch.nn.init.trunc_normal_(torch.empty(10, 384), std=0.02)
+    sd["head.bias"] = torch.zeros(10)
+    result = audit(_memory(sd))
+    assert result.verdict == "partial", result.summary
+    assert sorted(result.at_init) == ["head.bias", "head.weight"] and result.at_init_groups == ["head"]
+
+
+def test_reinitialized_last_blocks_are_partial_with_exactly_those_blocks(dino):
+    import timm
+
+    fresh = timm.create_model("vit_small_patch14_dinov2", img_size=518, pretrained=False).state_dict()
+    blocks = ("blocks.10.", "blocks.11.")
+    sd = {k: (fresh[k].clone() if k.startswith(blocks) else v) for k, v in dino.items()}
+    result = audit(_memory(sd))
+    assert result.verdict == "partial", result.summary
+    assert sorted(result.at_init) == sorted(k for k in sd if k.startswith(blocks))
+    assert result.at_init_groups == ["blocks.10", "blocks.11"]
+
+
+def test_shuffled_entries_are_random(dino):
+    sd = {}
+    for i, (k, v) in enumerate(dino.items()):
+        perm = torch.randperm(v.numel(), generator=torch.Generator().manual_seed(i))
+        sd[k] = v.reshape(-1)[perm].reshape(v.shape)
+    result = audit(_memory(sd))
+    assert result.verdict == "random", result.summary
+    assert result.likely_init is None  # a shuffled trained histogram is no known init
+
+
+# ---- result shape, progress, CLI ------------------------------------------------------------------------------
+
+def test_result_is_json_with_the_documented_fields(tiny_vit_ckpt):
+    calls = []
+    result = audit(tiny_vit_ckpt, progress=lambda done, total, label: calls.append((done, total, label)))
+    d = json.loads(json.dumps(result.to_dict(), allow_nan=False))  # strict JSON
+    assert {"verdict", "confidence", "at_init", "tensors", "summary", "evidence"} <= set(d)
+    t = d["tensors"][0]
+    assert {"name", "role", "verdict", "reason", "stats"} <= set(t)
+    assert d["verdict"] in MODEL_VERDICTS
+    assert all(t["verdict"] in VERDICTS and t["role"] in ROLES and t["reason"] for t in d["tensors"])
+    n = len(result.tensors)
+    assert calls[0][:2] == (0, n) and [c[0] for c in calls] == list(range(n + 1))
+    assert sorted(c[2] for c in calls[1:]) == sorted(t.name for t in result.tensors)
+
+
+def test_cli_audit_json_and_text(shared_dir, capsys):
+    from vitdash.cli import main
+
+    path = str(shared_dir / "checkpoints" / "mnist_vit_torchvision_layout.pth")
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["audit", path, "--json"]) == 0
+    d = json.loads(buf.getvalue())
+    assert d["verdict"] == "trained" and d["at_init"] == [] and len(d["tensors"]) == 34
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["audit", path]) == 0
+    assert buf.getvalue().startswith("mnist_vit_torchvision_layout.pth: TRAINED")
+
+
+def test_cli_audit_bad_path_exits_2(tmp_path, capsys):
+    from vitdash.cli import main
+
+    assert main(["audit", str(tmp_path / "missing.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,374 @@
+"""What each common init scheme draws for each ViT parameter role, and how well a tensor fits it.
+
+A prior is an exact distribution (normal, truncated normal, uniform or a constant) with the scale the
+scheme computes from the tensor's fans. `tests/test_priors.py` instantiates every library at init
+and checks its tensors against these priors, so a change in a library cannot silently make one wrong.
+
+Schemes (the library code each one mirrors):
+- `timm`: `init_weights_vit_timm`: Linear trunc_normal(std .02) with zero bias; the patch Conv2d keeps
+  PyTorch's default; pos_embed trunc_normal(.02); cls/reg tokens normal(1e-6); dist token trunc_normal(.02).
+- `timm_jax`: `init_weights_vit_jax`: Linear xavier_uniform (mlp biases normal(1e-6), others 0), head
+  zeros, patch Conv2d lecun_normal (a normal truncated at 2 std).
+- `torchvision`: `VisionTransformer.__init__`: conv_proj trunc_normal(sqrt(1/fan_in)), class token 0,
+  pos normal(.02), in_proj xavier_uniform over (3D, D), out_proj PyTorch default weight with zero bias,
+  MLP xavier_uniform with normal(1e-6) bias, pre_logits lecun trunc_normal, head zeros.
+- `hf`: `ViTPreTrainedModel/Dinov2PreTrainedModel._init_weights`: every Linear/Conv2d and the
+  cls/position/register embeddings trunc_normal(initializer_range), biases 0, LayerScale constant.
+- `hf_deit`: `DeiTPreTrainedModel._init_weights`: as `hf`, but cls, distillation and position
+  embeddings start at zero (transformers 5).
+- `pytorch`: `nn.Linear`/`nn.Conv2d` defaults, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)) for
+  weight and bias; tokens from `torch.randn` (the usual hand-written ViT).
+- `model_zoo_*`: ViT Model Zoo (`models/vit_s.py`): every Linear/Conv2d re-drawn with kaiming or
+  xavier (uniform or normal), biases filled with 0.01; timm's token and position init left in place.
+Norms start at weight 1 / bias 0 and LayerScale at one constant in every scheme.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+SCHEMES = ("timm", "timm_jax", "torchvision", "hf", "hf_deit", "pytorch",
+           "model_zoo_kaiming_uniform", "model_zoo_kaiming_normal",
+           "model_zoo_xavier_uniform", "model_zoo_xavier_normal")
+
+_SQRT2 = math.sqrt(2.0)
+# Std of a standard normal truncated to (-2, 2): timm's lecun_normal divides by it.
+_TRUNC2_STD = 0.87962566103423978
+# KS sample: 0.045 resolution (the std test uses the moments' larger sample); cheap for ~150 tensors x ~5 priors.
+KS_SAMPLE = 2048
+
+
+def _phi(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.erf(x / _SQRT2))
+
+
+def _phi_inv(p: torch.Tensor) -> torch.Tensor:
+    return _SQRT2 * torch.erfinv(2.0 * p - 1.0)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One init distribution. `scale` is the std (normal, truncnormal before truncation), the bound
+    (uniform, U(-scale, scale)) or the value (constant); truncnormal cuts at absolute `lo`, `hi`."""
+
+    family: str  # 'normal' | 'truncnormal' | 'uniform' | 'constant'
+    scale: float
+    lo: float = -math.inf
+    hi: float = math.inf
+    schemes: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        s = f"{self.scale:.3g}"
+        if self.family == "constant":
+            return f"constant {s}"
+        if self.family == "uniform":
+            return f"U(+-{s})"
+        if self.family == "truncnormal":
+            return f"trunc_normal(std={s}, [{self.lo:.3g}, {self.hi:.3g}])"
+        return f"normal(std={s})"
+
+    @property
+    def std(self) -> float:
+        """The std the prior's samples have (truncation included)."""
+        if self.family == "constant":
+            return 0.0
+        if self.family == "uniform":
+            return self.scale / math.sqrt(3.0)
+        if self.family == "normal":
+            return self.scale
+        return self.scale * math.sqrt(float(_truncnorm_moments(self.lo / self.scale, self.hi / self.scale)[0]))
+
+    @property
+    def excess_kurtosis(self) -> float:
+        """Kurtosis of the prior, which sets how precisely a sample's std can be compared with it."""
+        if self.family == "uniform":
+            return -1.2
+        if self.family == "truncnormal":
+            return float(_truncnorm_moments(self.lo / self.scale, self.hi / self.scale)[1])
+        return 0.0
+
+    def cdf(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        if self.family == "constant":
+            return (x >= self.scale).double()
+        if self.family == "uniform":
+            return ((x + self.scale) / (2 * self.scale)).clamp(0, 1)
+        if self.family == "normal":
+            return _phi(x / self.scale)
+        pa, pb = _phi_t(self.lo / self.scale), _phi_t(self.hi / self.scale)
+        return ((_phi(x.clamp(self.lo, self.hi) / self.scale) - pa) / (pb - pa)).clamp(0, 1)
+
+    def ppf(self, p: torch.Tensor) -> torch.Tensor:
+        p = p.double()
+        if self.family == "constant":
+            return torch.full_like(p, self.scale)
+        if self.family == "uniform":
+            return (2 * p - 1) * self.scale
+        if self.family == "normal":
+            return self.scale * _phi_inv(p)
+        pa, pb = _phi_t(self.lo / self.scale), _phi_t(self.hi / self.scale)
+        return self.scale * _phi_inv((pa + p * (pb - pa)).clamp(1e-15, 1 - 1e-15))
+
+    def pdf(self, x: np.ndarray) -> np.ndarray:
+        """Density for plotting (numpy in, numpy out); a constant has none (drawn as a line instead)."""
+        x = np.asarray(x, dtype=float)
+        if self.family == "constant":
+            return np.zeros_like(x)
+        if self.family == "uniform":
+            return np.where(np.abs(x) <= self.scale, 0.5 / self.scale, 0.0)
+        dens = np.exp(-0.5 * (x / self.scale) ** 2) / (self.scale * math.sqrt(2 * math.pi))
+        if self.family == "normal":
+            return dens
+        z = _phi_t(self.hi / self.scale) - _phi_t(self.lo / self.scale)
+        return np.where((x >= self.lo) & (x <= self.hi), dens / z, 0.0)
+
+
+def _phi_t(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / _SQRT2)) if math.isfinite(x) else (1.0 if x > 0 else 0.0)
+
+
+@lru_cache(maxsize=256)
+def _truncnorm_moments(a: float, b: float) -> tuple[float, float]:
+    """(variance, excess kurtosis) of a standard normal cut to (a, b), from the raw-moment recursion
+    m_k = (k-1) m_{k-2} + (a^(k-1) phi(a) - b^(k-1) phi(b)) / Z."""
+    z = _phi_t(b) - _phi_t(a)
+    pa = math.exp(-0.5 * a * a) / math.sqrt(2 * math.pi) if math.isfinite(a) else 0.0
+    pb = math.exp(-0.5 * b * b) / math.sqrt(2 * math.pi) if math.isfinite(b) else 0.0
+    m = [1.0, (pa - pb) / z]
+    for k in range(2, 5):
+        ta = a ** (k - 1) * pa if pa else 0.0
+        tb = b ** (k - 1) * pb if pb else 0.0
+        m.append((k - 1) * m[k - 2] + (ta - tb) / z)
+    mu = m[1]
+    var = m[2] - mu ** 2
+    c4 = m[4] - 4 * mu * m[3] + 6 * mu ** 2 * m[2] - 3 * mu ** 4
+    return var, c4 / var ** 2 - 3.0
+
+
+# ---- the schemes -----------------------------------------------------------------------------------------------
+
+def _normal(std: float) -> Prior:
+    return Prior("normal", std)
+
+
+def _trunc(std: float, lo: float = -2.0, hi: float = 2.0) -> Prior:
+    """PyTorch/timm trunc_normal_ cuts at *absolute* bounds (default +-2), not at 2 std."""
+    return Prior("truncnormal", std, lo, hi)
+
+
+def _lecun(fan_in: int) -> Prior:
+    std = math.sqrt(1.0 / fan_in) / _TRUNC2_STD
+    return Prior("truncnormal", std, -2 * std, 2 * std)
+
+
+def _uniform(bound: float) -> Prior:
+    return Prior("uniform", bound)
+
+
+def _const(v: float) -> Prior:
+    return Prior("constant", v)
+
+
+def _torch_default(fan_in: int) -> Prior:
+    """kaiming_uniform_(a=sqrt(5)) for weights and U(+-1/sqrt(fan_in)) for biases: the same bound."""
+    return _uniform(1.0 / math.sqrt(fan_in))
+
+
+def _xavier_uniform(fan_in: int, fan_out: int) -> Prior:
+    return _uniform(math.sqrt(6.0 / (fan_in + fan_out)))
+
+
+_LINEARS = ("qkv", "q", "k", "v", "attn_proj", "fc1", "fc2", "pre_logits", "linear", "head", "patch_embed", "conv")
+_TOKENS = ("cls_token", "reg_token", "dist_token")
+
+
+def _timm(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+    if role == "patch_embed":
+        return _torch_default(fan_in)
+    if role in _LINEARS:
+        return _trunc(0.02) if param == "weight" else _const(0.0)
+    if role == "pos_embed" or role == "dist_token":
+        return _trunc(0.02)
+    if role in ("cls_token", "reg_token"):
+        return _normal(1e-6)
+    return None
+
+
+def _timm_jax(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+    if role == "patch_embed":
+        return _lecun(fan_in) if param == "weight" else _const(0.0)
+    if role == "head":
+        return _const(0.0)  # weight zeros; bias head_bias (0 unless 'jax_nlhb')
+    if role in _LINEARS:
+        if param == "weight":
+            return _xavier_uniform(fan_in, fan_out)
+        return _normal(1e-6) if role in ("fc1", "fc2") else _const(0.0)  # 'mlp' in the module name
+    return _timm(role, param, fan_in, fan_out)
+
+
+def _torchvision(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+    if role == "patch_embed":
+        return _trunc(math.sqrt(1.0 / fan_in)) if param == "weight" else _const(0.0)
+    if role == "cls_token":
+        return _const(0.0)
+    if role == "pos_embed":
+        return _normal(0.02)
+    if role == "qkv":
+        return _xavier_uniform(fan_in, fan_out) if param == "weight" else _const(0.0)
+    if role == "attn_proj":
+        return _torch_default(fan_in) if param == "weight" else _const(0.0)
+    if role in ("fc1", "fc2"):
+        return _xavier_uniform(fan_in, fan_out) if param == "weight" else _normal(1e-6)
+    if role == "pre_logits":
+        return _trunc(math.sqrt(1.0 / fan_in)) if param == "weight" else _const(0.0)
+    if role == "head":
+        return _const(0.0)
+    return None
+
+
+def _hf(role: str, param: str, fan_in: int, fan_out: int, initializer_range: float = 0.02, **_: Any) -> Prior | None:
+    if role in _LINEARS:
+        return _trunc(initializer_range) if param == "weight" else _const(0.0)
+    if role in ("pos_embed", "cls_token", "reg_token", "dist_token"):
+        return _trunc(initializer_range)
+    if role == "mask_token":
+        return _const(0.0)
+    return None
+
+
+def _hf_deit(role: str, param: str, fan_in: int, fan_out: int, initializer_range: float = 0.02,
+             **_: Any) -> Prior | None:
+    if role in ("pos_embed", "cls_token", "dist_token"):
+        return _const(0.0)
+    return _hf(role, param, fan_in, fan_out, initializer_range=initializer_range)
+
+
+def _pytorch(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+    if role in _LINEARS:
+        return _torch_default(fan_in)
+    if role in ("pos_embed",) + _TOKENS:
+        return _normal(1.0)
+    return None
+
+
+def _model_zoo(kind: str):
+    def scheme(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+        if role in _LINEARS:
+            if param != "weight":
+                return _const(0.01)
+            if kind == "kaiming_uniform":
+                return _uniform(math.sqrt(6.0 / fan_in))
+            if kind == "kaiming_normal":
+                return _normal(math.sqrt(2.0 / fan_in))
+            if kind == "xavier_uniform":
+                return _xavier_uniform(fan_in, fan_out)
+            return _normal(math.sqrt(2.0 / (fan_in + fan_out)))
+        return _timm(role, param, fan_in, fan_out)
+    return scheme
+
+
+_SCHEME_FNS = {
+    "timm": _timm, "timm_jax": _timm_jax, "torchvision": _torchvision, "hf": _hf, "hf_deit": _hf_deit,
+    "pytorch": _pytorch,
+    "model_zoo_kaiming_uniform": _model_zoo("kaiming_uniform"),
+    "model_zoo_kaiming_normal": _model_zoo("kaiming_normal"),
+    "model_zoo_xavier_uniform": _model_zoo("xavier_uniform"),
+    "model_zoo_xavier_normal": _model_zoo("xavier_normal"),
+}
+
+
+def fans(role: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    """PyTorch's fan_in/fan_out for a weight of this shape (Linear (out, in); Conv (out, in, kh, kw))."""
+    if len(shape) >= 2:
+        receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+        return shape[1] * receptive, shape[0] * receptive
+    n = shape[0] if shape else 1
+    return n, n
+
+
+def scheme_prior(scheme: str, role: str, param: str, shape: tuple[int, ...], *,
+                 weight_shape: tuple[int, ...] | None = None, initializer_range: float = 0.02) -> Prior | None:
+    """The prior one scheme gives a tensor; biases take their fans from their weight's shape."""
+    if role in ("norm",):
+        return _const(1.0) if param == "weight" else _const(0.0)
+    if role == "layerscale":
+        return None  # a constant, but its value (init_values / layerscale_value) is per model
+    fan_in, fan_out = fans(role, tuple(weight_shape) if weight_shape is not None else tuple(shape))
+    p = _SCHEME_FNS[scheme](role, param, fan_in, fan_out, initializer_range=initializer_range)
+    return None if p is None else Prior(p.family, p.scale, p.lo, p.hi, (scheme,))
+
+
+@lru_cache(maxsize=1024)
+def priors_for(role: str, param: str, shape: tuple[int, ...], *, weight_shape: tuple[int, ...] | None = None,
+               initializer_range: float = 0.02) -> tuple[Prior, ...]:
+    """Every distinct prior the known schemes give this tensor, each with the schemes that use it
+    (cached: a ViT repeats a few shapes many times)."""
+    merged: dict[tuple, list[str]] = {}
+    for scheme in SCHEMES:
+        p = scheme_prior(scheme, role, param, shape, weight_shape=weight_shape,
+                         initializer_range=initializer_range)
+        if p is not None:
+            key = (p.family, round(p.scale, 12), p.lo, p.hi)
+            merged.setdefault(key, []).append(scheme)
+    return tuple(Prior(f, s, lo, hi, tuple(schemes)) for (f, s, lo, hi), schemes in merged.items())
+
+
+# ---- fitting -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class PriorFit:
+    """How a tensor sits against one prior: distances and whether the prior explains it."""
+
+    prior: Prior
+    ks: float
+    wasserstein: float
+    std_ratio: float
+    matches: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prior": self.prior.label, "schemes": list(self.prior.schemes), "ks": self.ks,
+                "wasserstein": self.wasserstein, "std_ratio": self.std_ratio, "matches": self.matches}
+
+
+def sample_sorted(values: torch.Tensor, n: int = KS_SAMPLE, seed: int = 0) -> torch.Tensor:
+    """A deterministic random subsample, sorted (float64): KS and Wasserstein need order statistics."""
+    flat = values.detach().reshape(-1)
+    if flat.numel() > n:
+        g = torch.Generator().manual_seed(seed)
+        flat = flat[torch.randint(flat.numel(), (n,), generator=g)]
+    return flat.double().sort().values
+
+
+def fit(prior: Prior, sample: torch.Tensor, *, numel: int, mean: float, std: float,
+        constant: bool) -> PriorFit:
+    """KS and Wasserstein-1 on the sorted sample; `std` and `mean` come from `numel` entries (all of
+    them, or the larger sample the moments use).
+
+    A match needs all three: a KS distance below its 0.1% critical value, a std within 4 standard
+    errors of the prior's (the error of a std estimate from `numel` draws of this prior), and a mean
+    within 4 standard errors of 0 (or, for a constant prior, all entries equal to the constant).
+    """
+    if prior.family == "constant":
+        tol = 1e-3 * abs(prior.scale) + 1e-12  # fp16/bf16 checkpoints round init constants
+        hit = constant and abs(mean - prior.scale) <= tol
+        dist = float((sample - prior.scale).abs().mean())
+        return PriorFit(prior, 0.0 if hit else 1.0, dist, math.nan, hit)
+    n = sample.numel()
+    cdf = prior.cdf(sample)
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    ks = float(torch.maximum(i / n - cdf, cdf - (i - 1) / n).max())
+    q = prior.ppf((i - 0.5) / n)
+    w1 = float((sample - q).abs().mean())
+    pstd = prior.std
+    ratio = std / pstd if pstd > 0 else math.inf
+    se = math.sqrt((prior.excess_kurtosis + 2.0) / (4.0 * max(numel, 1)))
+    ok_std = abs(ratio - 1.0) <= 4 * se + 0.005
+    ok_mean = abs(mean) <= 4 * pstd / math.sqrt(max(numel, 1)) + 1e-3 * pstd
+    ok_ks = ks <= 1.95 / math.sqrt(n) + 0.01
+    return PriorFit(prior, ks, w1, ratio, bool(ok_std and ok_mean and ok_ks and not constant))
