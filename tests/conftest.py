@@ -32,3 +32,14 @@ def tiny_vit_ckpt():
     from vitdash.sources import load_timm
 
     return load_timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)
+
+
+_MAIN = sys.modules["__main__"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """AppTest.from_function leaves its generated script as `__main__`; spawned worker processes (the zoo's pool)
+    re-run `__main__` by path, so a later test would start workers that execute that script."""
+    yield
+    sys.modules["__main__"] = _MAIN

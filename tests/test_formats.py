@@ -21,25 +21,9 @@ from vitdash.formats.safetensors_reader import nonfinite
 from vitdash.formats.torch_pickle import pickle_globals
 from vitdash.model import build_model
 from vitdash.sources import load
+from tests.tiny import assert_same_tensors, tiny_vit
 
 torch.manual_seed(0)
-
-
-def tiny_vit(**kw):
-    """A tiny timm ViT with every parameter moved off its init (constants at init hide swapped mappings)."""
-    import timm
-
-    model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=5, **kw)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
-
-
-def assert_same_tensors(ckpt_tensors, sd):
-    assert set(ckpt_tensors) == set(sd)
-    for k, v in sd.items():
-        torch.testing.assert_close(ckpt_tensors[k], v, rtol=0, atol=0, msg=k)
 
 
 # ---- safetensors -------------------------------------------------------------------------------------------

@@ -21,25 +21,10 @@ import torch
 
 from vitdash.errors import VitdashError
 from vitdash.sources import load, load_bytes, load_timm
+from tests.tiny import assert_same_tensors, tiny_vit
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.manual_seed(0)
-
-
-def tiny_vit():
-    import timm
-
-    model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
-
-
-def assert_same(a, b):
-    assert set(a) == set(b)
-    for k in b:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
 # ---- Hugging Face folders ------------------------------------------------------------------------------------
@@ -100,7 +85,7 @@ def test_hf_sharded_safetensors_folder(hf_model, hf_single, tmp_path):
     ckpt = load(tmp_path)
     assert ckpt.layout == "hf" and ckpt.metadata["shards"] == len(shards)
     assert ckpt.metadata["id2label"] == hf_single.metadata["id2label"]
-    assert_same(ckpt.tensors, hf_single.tensors)
+    assert_same_tensors(ckpt.tensors, hf_single.tensors)
 
 
 @pytest.mark.parametrize("max_shard_size", ["60KB", "50GB"])
@@ -110,7 +95,7 @@ def test_hf_bin_folders(hf_model, hf_single, tmp_path, max_shard_size):
     assert (tmp_path / "pytorch_model.bin.index.json").exists() == sharded
     ckpt = load(tmp_path)
     assert ckpt.format == "torch" and ckpt.layout == "hf"
-    assert_same(ckpt.tensors, hf_single.tensors)
+    assert_same_tensors(ckpt.tensors, hf_single.tensors)
 
 
 def test_sharded_index_naming_a_missing_shard(hf_model, tmp_path):
@@ -150,7 +135,7 @@ def test_model_zoo_folder(tmp_path, wrapped):
     assert [r["test_acc"] for r in ckpt.metadata["result"]][-1] == pytest.approx(1.0)
     if wrapped:
         assert ckpt.metadata["epoch"] == 10
-    assert_same(ckpt.tensors, model.state_dict())
+    assert_same_tensors(ckpt.tensors, model.state_dict())
 
 
 # ---- training checkpoints and wrappers -----------------------------------------------------------------------
@@ -177,7 +162,7 @@ def test_timm_training_checkpoint(tmp_path):
     assert "not loaded" in meta["state_dict_ema"]
     as_json = json.loads(json.dumps(ckpt.to_dict()))  # metadata from a pickle must still be printable
     assert as_json["metadata"]["args"]["output"] == "/runs/x"
-    assert_same(ckpt.tensors, model.state_dict())
+    assert_same_tensors(ckpt.tensors, model.state_dict())
 
 
 def test_ddp_module_prefix(tmp_path):
@@ -186,7 +171,7 @@ def test_ddp_module_prefix(tmp_path):
     torch.save({"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 1}, path)
     ckpt = load(path)
     assert ckpt.wrappers == ["model", "module"] and ckpt.layout == "timm"
-    assert_same(ckpt.tensors, sd)
+    assert_same_tensors(ckpt.tensors, sd)
 
 
 # ---- uploads -------------------------------------------------------------------------------------------------
@@ -202,8 +187,8 @@ def test_upload_safetensors_and_torch(tmp_path):
     b = load_bytes(buf.getvalue(), "ckpt.pth.tar")
     assert a.source == "upload:my model.safetensors" and a.name == "my model.safetensors"
     assert b.wrappers == ["state_dict"]
-    assert_same(a.tensors, sd)  # readable after the temporary file is gone
-    assert_same(b.tensors, sd)
+    assert_same_tensors(a.tensors, sd)  # readable after the temporary file is gone
+    assert_same_tensors(b.tensors, sd)
     assert a.sha256 != b.sha256 and len(a.sha256) == 64
 
 

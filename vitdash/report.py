@@ -203,7 +203,7 @@ def accuracy_section(result) -> Section:
                      f"{result.n_classes} classes)"),
             ("top-1", _pct(result.top1)), (f"top-{result.top5_k}", _pct(result.top5)),
             ("chance top-1", _pct(result.chance_top1)),
-            ("published top-1", "n/a" if result.reference_top1 is None else f"{result.reference_top1:.2f}%"),
+            ("published top-1", _pct(result.reference_top1)),
             ("label mapping", result.label_mapping.get("method")),
             ("preprocessing", f"{result.preprocessing.get('source')}: input {result.preprocessing.get('input_size')}, "
                               f"mean {result.preprocessing.get('mean')}, std {result.preprocessing.get('std')}, "
