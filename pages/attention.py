@@ -9,6 +9,7 @@ from ui.state import current_checkpoint
 from vitdash import attention as A
 from vitdash import images as I
 from vitdash import overlay as O
+from vitdash.data import suggested_data
 from vitdash.errors import VitdashError
 from vitdash.figures.attention import heads_figure, map_figure, top5_figure
 
@@ -55,17 +56,18 @@ def _ref_title(ref: I.ImageRef) -> str:
     return f"{ref.name} ({where})" + (f" - {ref.label}" if ref.label and ref.label not in ref.name else "")
 
 
-def _choose_images() -> list[tuple[str, str, object, str | None]]:
+def _choose_images(in_chans: int) -> list[tuple[str, str, object, str | None]]:
     """(name, cache key, PIL image, known class) for every chosen image that opens; bad files get st.error."""
     left, right = st.columns(2)
     with left:
         uploads = st.file_uploader("Upload images (JPEG, PNG, WebP)", type=["jpg", "jpeg", "png", "webp"],
                                    accept_multiple_files=True, key="attn_uploads")
         if "attn_data_folder" not in st.session_state:  # start from the accuracy check's data when it was set
-            st.session_state["attn_data_folder"] = st.session_state.get("benchmark_data", "")
+            st.session_state["attn_data_folder"] = st.session_state.get("benchmark_data", "" if in_chans == 3 else
+                                                                        suggested_data(in_chans, None))
         folder = st.text_input("Images from a data folder (as in the accuracy check), or 'digits'",
                                key="attn_data_folder", placeholder="/path/to/imagenet/val")
-    refs = _samples()
+    refs = _samples() if in_chans == 3 else []  # colour photographs say little about a grayscale model
     if folder.strip():
         try:
             known = {r.path for r in refs}
@@ -116,7 +118,7 @@ st.caption(f"{depth} layers x {num_heads} heads, patch {ph}x{pw}, native grid {g
            "weight-sharing copy with unfused attention; the shared model is not changed.")
 
 st.subheader("Images")
-chosen = _choose_images()
+chosen = _choose_images(model.patch_embed.proj.in_channels)
 
 st.subheader("View")
 c1, c2, c3 = st.columns(3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.state import current_checkpoint
+from vitdash.data import suggested_data
 from vitdash.errors import VitdashError
 from vitdash.evaluate import (INTERPOLATIONS, EngineOptions, EvalResult, Progress, evaluate,
                               resolve_preprocessing)
@@ -60,7 +61,7 @@ except VitdashError as e:
     st.error(str(e))
     st.stop()
 
-default_data = str(sample_dir() or "digits")
+default_data = suggested_data(arch.in_chans, sample_dir())
 left, right = st.columns([3, 2])
 with left:
     data = st.text_input("Data", value=default_data, key="benchmark_data",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdash.data import (IMAGENET_COARSE_GROUPS, coarse_imagenet_group, discover, group_coarse, imagenet_lemma,
+from vitdash.data import (suggested_data, IMAGENET_COARSE_GROUPS, coarse_imagenet_group, discover, group_coarse, imagenet_lemma,
                           load_digits, map_labels)
 from vitdash.errors import VitdashError
 
@@ -151,3 +151,9 @@ def test_group_coarse_on_the_shared_sample(shared_dir):
     assert min(ds.class_counts()) >= 12  # enough for 10-shot with test images left
     with pytest.raises(VitdashError, match="synset"):
         group_coarse(load_digits())
+
+
+def test_suggested_data_fits_the_model_channels(tmp_path):
+    assert suggested_data(3, tmp_path) == str(tmp_path)
+    assert suggested_data(1, tmp_path) == "digits"  # grayscale models get the built-in digits
+    assert suggested_data(3, None) == "digits"

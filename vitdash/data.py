@@ -110,6 +110,12 @@ class Dataset:
         }
 
 
+def suggested_data(in_chans: int, sample_folder: str | Path | None) -> str:
+    """What to check a model on when the user has not said: colour sample images suit 3-channel models, while
+    grayscale ones (the small models people train themselves, the demo pair) get the built-in digits."""
+    return str(sample_folder) if in_chans == 3 and sample_folder is not None else "digits"
+
+
 def discover(data: str | Path) -> Dataset:
     """Find the images and classes under `data` ('digits' for the built-in set)."""
     if str(data).strip().lower() == DIGITS:
