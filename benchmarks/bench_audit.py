@@ -31,14 +31,14 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vitdash import signals  # noqa: E402
+from vitdash import priors, signals  # noqa: E402
 from vitdash.sources import load  # noqa: E402
 from vitdash.verdict import audit  # noqa: E402
 
 
 def _clear_caches() -> None:
     """Every run pays for its own shuffles and references."""
-    for cached in (signals._permutations, signals._jitter, signals._gaussian_twin_top):
+    for cached in (signals._permutations, signals._jitter, signals._gaussian_twin_top, priors._quantiles):
         cached.cache_clear()
 
 

@@ -54,6 +54,9 @@ st.subheader("Published accuracy")
 if found.reference_top1 is not None:
     st.metric(f"ImageNet-1k top-1 of {found.row['timm_name']}.{found.weight_tag}", f"{found.reference_top1:.2f}%",
               help=found.row["top1_source"])
+elif found.kind == "custom":
+    st.caption(f"A custom architecture: the published ImageNet-1k accuracies of its nearest family member "
+               f"{found.name} say nothing about this network. Measure it on the 'Does it perform?' page.")
 elif found.row["top1"]:
     st.caption(f"These weights are not identified as a published checkpoint; published ImageNet-1k top-1 of "
                f"{found.name} ({found.row['top1_protocol']}; {found.row['top1_source']}):")

@@ -241,3 +241,15 @@ def test_published_top1_sits_beside_the_measured_one(shared_dir):
                  measure_throughput=False)
     assert r.reference_top1 == pytest.approx(0.75454)  # timm's results-imagenet.csv, via vitdash/family.csv
     assert r.label_mapping["method"].startswith("WordNet synset ids -> imagenet-1k")
+
+
+def test_class_axes_are_categories_so_digit_names_keep_their_order(digits_ckpt):
+    from vitdash.figures.evaluate import confusion_figure, per_class_figure
+
+    r = evaluate(digits_ckpt, "digits", EngineOptions(device="cpu", batch_size=256),
+                 measure_throughput=False)
+    per_class = per_class_figure(r)
+    assert per_class.layout.xaxis.type == "category"  # '0'..'9' would otherwise be a number line, not worst first
+    confusion = confusion_figure(r)
+    assert confusion.layout.xaxis.type == confusion.layout.yaxis.type == "category"
+    assert confusion.layout.xaxis.dtick == 1  # every class labelled

@@ -132,3 +132,11 @@ def test_record_audit_from_real_analyses(tmp_path, tiny_vit_ckpt):
     assert rec.family == arch.match.name and rec.family_kind == arch.match.kind
     assert rec.details["audit"]["summary"] == audit.summary and "tensors" not in rec.details["audit"]
     assert h.find_by_hash(tiny_vit_ckpt.sha256)[0].id == rec.id
+
+
+def test_describe_does_not_claim_a_custom_network_is_its_nearest_family_member(tmp_path):
+    h = AuditHistory(tmp_path / "h.sqlite")
+    assert "family ViT-S/16 @224" in _rec(h, 1).describe()
+    custom = _rec(h, 2, family="ViT-Ti/16 @224", family_kind="custom").describe()
+    assert "custom architecture (nearest family member ViT-Ti/16 @224)" in custom
+    assert "family ViT-Ti/16 @224 (variant)" in _rec(h, 3, family="ViT-Ti/16 @224", family_kind="variant").describe()

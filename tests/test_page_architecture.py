@@ -22,6 +22,9 @@ def test_custom_file_shows_inferred_heads_and_differences(shared_dir):
     assert {m.label: m.value for m in at.metric}["Heads"] == "4*"
     assert any("single out 4 heads" in i.value for i in at.info)
     assert any("Differences" in md.value for md in at.markdown)
+    # a custom network is not ViT-Ti/16: its published ImageNet accuracy is not offered as this model's
+    assert any("say nothing about this network" in c.value for c in at.caption)
+    assert not any("not identified as a published checkpoint" in c.value for c in at.caption)
 
 
 def test_not_a_vit_is_a_message_not_a_crash(tmp_path):

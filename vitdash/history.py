@@ -79,8 +79,10 @@ class AuditRecord:
             parts.append(f"by {self.reviewer}")
         if self.verdict:
             parts.append(f"verdict {self.verdict}" + (f" ({self.confidence:.0%})" if self.confidence is not None else ""))
-        if self.family:
-            parts.append(f"family {self.family}")
+        if self.family:  # a custom network only resembles its nearest member; say so rather than claim it is one
+            parts.append({"custom": f"custom architecture (nearest family member {self.family})",
+                          "variant": f"family {self.family} (variant)"}.get(self.family_kind or "",
+                                                                            f"family {self.family}"))
         if self.top1 is not None:
             parts.append(f"top-1 {self.top1:.1%} on {self.accuracy_data or 'data'}")
         return ", ".join(parts) + (f'. Note: "{self.note}"' if self.note else "")

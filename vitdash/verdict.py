@@ -199,10 +199,20 @@ def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
     return _fits(store[name], roles[name], store.shape(w) if w else None, _initializer_range(ckpt), seed)[2]
 
 
-def _read(t: torch.Tensor, role: TensorRole, weight_shape: tuple[int, ...] | None, init_range: float,
-          pos_layout: Callable[[], tuple[int | None, tuple[int, int] | None]], seed: int
+_TOKENS = ("cls_token", "dist_token", "reg_token", "mask_token")
+
+
+def _matrix(t: torch.Tensor, role: TensorRole, mom: S.Moments) -> torch.Tensor | None:
+    """The matrix whose spectrum is read, for tensors that have one."""
+    if t.ndim < 2 or role.role in _TOKENS or mom.constant:
+        return None
+    return t.reshape(-1, t.shape[-1]) if role.role == "pos_embed" else t
+
+
+def _read(t: torch.Tensor, role: TensorRole, fitted: tuple[S.Moments, torch.Tensor, list[P.PriorFit]],
+          spec: S.Spectrum | None, pos_layout: Callable[[], tuple[int | None, tuple[int, int] | None]], seed: int
           ) -> tuple[_Reading, dict[str, Any]]:
-    mom, sample, fits = _fits(t, role, weight_shape, init_range, seed)
+    mom, sample, fits = fitted
     stats: dict[str, Any] = {"moments": mom.to_dict()}
     r = _Reading(constant=mom.constant, has_priors=bool(fits))
     if fits:
@@ -218,16 +228,12 @@ def _read(t: torch.Tensor, role: TensorRole, weight_shape: tuple[int, ...] | Non
             const = 1.0 if (role.role == "norm" and role.param == "weight") else 0.0
         stats["from_init_constant"] = S.distance_from_constant(t, const)
     texts, zs = [], []
-    matrix_like = t.ndim >= 2 and role.role not in ("cls_token", "dist_token", "reg_token", "mask_token")
-    if matrix_like and not mom.constant:
-        w = t.reshape(-1, t.shape[-1]) if role.role == "pos_embed" else t
-        spec = S.spectrum(w, seed=seed, sample=sample)
-        if spec is not None:
-            stats["spectrum"] = spec.to_dict()
-            zs.append(("spectrum", spec.structure))
-            r.flat = spec.raw is not None and spec.raw["flatness"] >= FLAT_SPECTRUM
-            r.powerful = min(spec.shape) >= POWERFUL_DIM
-            texts.append(_spectrum_text(spec))
+    if spec is not None:
+        stats["spectrum"] = spec.to_dict()
+        zs.append(("spectrum", spec.structure))
+        r.flat = spec.raw is not None and spec.raw["flatness"] >= FLAT_SPECTRUM
+        r.powerful = min(spec.shape) >= POWERFUL_DIM
+        texts.append(_spectrum_text(spec))
     if role.role == "pos_embed" and not mom.constant:
         pos = S.pos_embed_structure(t, seed=seed)  # a square grid, with or without prefix tokens
         if pos is None:
@@ -327,22 +333,28 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     readings: dict[str, _Reading] = {}
     stats: dict[str, dict[str, Any]] = {}
 
-    def read(name: str) -> tuple[_Reading, dict[str, Any]]:
+    def fits(name: str) -> tuple[S.Moments, torch.Tensor, list[P.PriorFit]]:
         w = weight_of(name, roles)
-        return _read(store[name], roles[name], store.shape(w) if w else None, init_range, pos_layout, seed)
+        return _fits(store[name], roles[name], store.shape(w) if w else None, init_range, seed)
 
     # After sub-blocking every operation is small: one thread per op, and tensors in parallel instead
-    # (each reading is seeded on its own, so the result does not depend on the order). Progress is
-    # reported from the caller's thread, where a UI can draw it.
+    # (each reading is seeded on its own, so the result does not depend on the order). The spectra
+    # then run together, so same-sized matrices share one batched eigen-solve. Progress is reported
+    # from the caller's thread, where a UI can draw it.
     if progress is not None:
         progress(0, len(names), "reading tensors")
+    fitted: dict[str, tuple[S.Moments, torch.Tensor, list[P.PriorFit]]] = {}
     with S.one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(read, n): n for n in names}
+        futures = {pool.submit(fits, n): n for n in names}
         for done, fut in enumerate(as_completed(futures), 1):
-            name = futures[fut]
-            readings[name], stats[name] = fut.result()
+            fitted[futures[fut]] = fut.result()
             if progress is not None:
-                progress(done, len(names), name)
+                progress(done, len(names), futures[fut])
+    matrices = {n: m for n in names if (m := _matrix(store[n], roles[n], fitted[n][0])) is not None}
+    specs = dict(zip(matrices, S.spectra(list(matrices.values()), seed=seed,
+                                         samples=[fitted[n][1] for n in matrices])))
+    for n in names:
+        readings[n], stats[n] = _read(store[n], roles[n], fitted[n], specs.get(n), pos_layout, seed)
 
     structural = [n for n in names if readings[n].structure is not None]
     structured = [n for n in structural if readings[n].structured]

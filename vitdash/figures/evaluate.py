@@ -21,7 +21,7 @@ def accuracy_figure(result: EvalResult) -> go.Figure:
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
                            textposition="outside"))
     fig.add_hline(y=result.chance_top1, line_dash="dot", line_color=CHANCE,
-                  annotation_text=f"chance top-1 {result.chance_top1:.2%}")
+                  annotation_text=f"chance top-1 {result.chance_top1:.2%}", annotation_position="top left")
     fig.update_layout(title=f"Accuracy on {result.n_images} images", yaxis=dict(title="accuracy", range=[0, 1.1],
                       tickformat=".0%"), showlegend=False, height=360)
     return fig
@@ -35,7 +35,8 @@ def per_class_figure(result: EvalResult) -> go.Figure:
                            hovertemplate="%{x}<br>top-1 %{y:.1%} of %{customdata} images<extra></extra>"))
     fig.add_hline(y=result.top1, line_dash="dash", line_color=MEASURED, annotation_text="overall")
     fig.update_layout(title="Top-1 per class (worst first)", yaxis=dict(title="top-1", range=[0, 1.05],
-                      tickformat=".0%"), xaxis=dict(title="class", showticklabels=len(rows) <= 60), height=400)
+                      tickformat=".0%"), height=400,
+                      xaxis=dict(title="class", type="category", showticklabels=len(rows) <= 60))
     return fig
 
 
@@ -47,8 +48,11 @@ def confusion_figure(result: EvalResult) -> go.Figure | None:
     z = [row + [other] for row, other in zip(result.confusion["matrix"], result.confusion["other"])]
     fig = go.Figure(go.Heatmap(z=z, x=labels + ["other"], y=labels, colorscale="Blues",
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>"))
-    fig.update_layout(title="Confusion matrix", xaxis=dict(title="predicted", tickangle=-45),
-                      yaxis=dict(title="true", autorange="reversed"), height=max(360, 18 * len(labels) + 160))
+    every = len(labels) <= 60  # class names are categories: numeric names ('0'..'9') must not become a number line
+    fig.update_layout(title="Confusion matrix",
+                      xaxis=dict(title="predicted", type="category", tickangle=-45, dtick=1 if every else None),
+                      yaxis=dict(title="true", type="category", autorange="reversed", dtick=1 if every else None),
+                      height=max(360, 18 * len(labels) + 160))
     return fig
 
 
