@@ -32,6 +32,15 @@ def _start() -> None:
     st.session_state.pop(RESULT, None)
 
 
+def _follow_default(key: str, default) -> None:
+    """A widget value that follows the checkpoint's default (another checkpoint picked in the sidebar brings its
+    own) until the user changes it: 'digits' must not stay in the Data field of an RGB ImageNet model."""
+    mark = f"{key}_default"
+    if key not in st.session_state or st.session_state[key] == st.session_state.get(mark):
+        st.session_state[key] = default
+    st.session_state[mark] = default
+
+
 def _floats(text: str, what: str) -> list[float] | None:
     if not text.strip():
         return None
@@ -62,14 +71,15 @@ except VitdashError as e:
     st.stop()
 
 default_data = suggested_data(arch.in_chans, sample_dir())
+_follow_default("benchmark_data", default_data)
+_follow_default("benchmark_mode", MODES[0 if arch.num_classes else 1])
 left, right = st.columns([3, 2])
 with left:
-    data = st.text_input("Data", value=default_data, key="benchmark_data",
+    data = st.text_input("Data", key="benchmark_data",
                          help="A folder with one subfolder per class (WordNet synset ids or your own names), a flat "
                               "folder whose file names start with the synset id, or 'digits' (scikit-learn's 8x8 "
                               "digits, built in).")
     mode = st.radio("Check", MODES, key="benchmark_mode", horizontal=True,
-                    index=0 if arch.num_classes else 1,
                     help="A head that cannot score the data (no head, in21k, another task) needs the probe.")
 with right:
     st.markdown(f"**{ckpt.name}**  \n{arch.num_classes or 'no'} head outputs · {arch.in_chans} channel(s) · "

@@ -371,6 +371,7 @@ def test_figures():
     assert map_figure(maps[0], "x").data[0].z.shape == (3, 4)
     bars = top5_figure([A.Prediction(3, 0.5, "cat"), A.Prediction(1, 0.2, None)])
     assert list(bars.data[0].y) == ["3: cat", "1"]
+    assert bars.layout.yaxis.type == "category"  # unnamed classes ("0", "8") are rows, not a number line
 
 
 def test_cli_rollout_json_and_png(tmp_path, capsys):

@@ -90,3 +90,24 @@ def test_cancel_after_an_interrupted_run_is_reported(tiny10):
     assert any("Cancelled" in w.value for w in at.warning)
     at.button(key="benchmark_cancel_button").click().run()  # idle: nothing to cancel, nothing reported
     assert not any("Cancelled" in w.value for w in at.warning)
+
+
+def test_defaults_follow_the_checkpoint_picked_but_a_typed_value_stays(tiny10, tmp_path):
+    """Opening an RGB model with no head after the grayscale demo must not leave 'digits' and the own-head check
+    selected; a data folder the user typed is theirs and stays."""
+    at = page_test("benchmark.py", "timm:vit_small_patch14_reg4_dinov2")  # 3 channels, no classifier head
+    at.session_state["benchmark_data"] = "digits"  # what a 1-channel checkpoint left behind
+    at.session_state["benchmark_data_default"] = "digits"
+    at.session_state["benchmark_mode"] = "Own-head accuracy"
+    at.session_state["benchmark_mode_default"] = "Own-head accuracy"
+    at.run()
+    assert not errors(at), errors(at)
+    from vitdash.data import suggested_data
+    from vitdash.images import sample_dir
+    assert at.text_input(key="benchmark_data").value == suggested_data(3, sample_dir())
+    assert at.radio(key="benchmark_mode").value.startswith("Few-shot probe")
+    at.text_input(key="benchmark_data").set_value(str(tmp_path)).run()
+    at.session_state["source"] = tiny10
+    at.run()
+    assert at.text_input(key="benchmark_data").value == str(tmp_path)
+    assert at.radio(key="benchmark_mode").value == "Own-head accuracy"  # tiny10 has a 10-way head

@@ -40,6 +40,7 @@ def top5_figure(predictions: Sequence[Prediction], title: str = "top-5 predictio
     labels = [f"{p.index}: {p.label}" if p.label else str(p.index) for p in predictions]
     fig = go.Figure(go.Bar(x=[p.probability for p in predictions], y=labels, orientation="h",
                            text=[f"{p.probability:.1%}" for p in predictions], textposition="auto"))
-    fig.update_layout(title=title, xaxis=dict(title="probability", range=[0, 1]),
-                      yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=40, b=10), height=260)
+    fig.update_layout(title=title, xaxis=dict(title="probability", range=[0, 1]),  # unnamed classes are numbers:
+                      yaxis=dict(type="category", autorange="reversed"),  # five rows, not a number line
+                      margin=dict(l=10, r=10, t=40, b=10), height=260)
     return fig

@@ -21,7 +21,7 @@ def accuracy_figure(result: EvalResult) -> go.Figure:
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
                            textposition="outside"))
     fig.add_hline(y=result.chance_top1, line_dash="dot", line_color=CHANCE,
-                  annotation_text=f"chance top-1 {result.chance_top1:.2%}", annotation_position="top left")
+                  annotation_text=f"chance top-1 {result.chance_top1:.2%}")
     fig.update_layout(title=f"Accuracy on {result.n_images} images", yaxis=dict(title="accuracy", range=[0, 1.1],
                       tickformat=".0%"), showlegend=False, height=360)
     return fig
