@@ -76,7 +76,8 @@ def _choose_images(in_chans: int) -> list[tuple[str, str, object, str | None]]:
             st.error(str(e))
     titles = {_ref_title(r): r for r in refs}
     with right:
-        picked = st.multiselect("Samples", list(titles), default=list(titles)[:2], key="attn_samples",
+        labelled = [t for t, r in titles.items() if r.origin == "folder"]  # real photos with a known class
+        picked = st.multiselect("Samples", list(titles), default=(labelled or list(titles))[:2], key="attn_samples",
                                 help=f"scikit-learn's photographs, the sample folder (${I.SAMPLE_DIR_ENV}, now "
                                      f"{I.sample_dir() or 'absent'}), and the data folder's images")
     chosen = []
