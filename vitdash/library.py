@@ -290,6 +290,7 @@ def _file_sha256(path: Path) -> str:
 # timm architectures offered at initialization: no download, always available.
 TIMM_ARCHITECTURES = (
     "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_base_patch32_224",
-    "vit_large_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224",
+    "vit_large_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
+    "deit_small_distilled_patch16_224",
     "vit_small_patch14_dinov2", "vit_small_patch14_reg4_dinov2", "vit_base_patch16_clip_224",
 )

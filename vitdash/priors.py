@@ -25,6 +25,7 @@ Norms start at weight 1 / bias 0 and LayerScale at one constant in every scheme.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -353,8 +354,16 @@ def _quantiles(prior: Prior, n: int) -> torch.Tensor:
 
 def fit(prior: Prior, sample: torch.Tensor, *, numel: int, mean: float, std: float,
         constant: bool) -> PriorFit:
-    """KS and Wasserstein-1 on the sorted sample; `std` and `mean` come from `numel` entries (all of
-    them, or the larger sample the moments use).
+    """`fit_many` for one tensor."""
+    return fit_many(prior, sample[None], numel=[numel], mean=[mean], std=[std], constant=[constant])[0]
+
+
+def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean: Sequence[float],
+             std: Sequence[float], constant: Sequence[bool]) -> list[PriorFit]:
+    """KS and Wasserstein-1 of each row of `samples` (B, n), sorted rows, against one prior; the
+    tensors' `std` and `mean` come from `numel` entries (all of them, or the larger sample the moments
+    use). A whole group of same-shaped tensors (the blocks' qkv weights, ...) takes one CDF evaluation:
+    per-tensor calls would be mostly per-op overhead.
 
     A match needs all three: a KS distance below its 0.1% critical value, a std within 4 standard
     errors of the prior's (the error of a std estimate from `numel` draws of this prior), and a mean
@@ -362,18 +371,21 @@ def fit(prior: Prior, sample: torch.Tensor, *, numel: int, mean: float, std: flo
     """
     if prior.family == "constant":
         tol = 1e-3 * abs(prior.scale) + 1e-12  # fp16/bf16 checkpoints round init constants
-        hit = constant and abs(mean - prior.scale) <= tol
-        dist = float((sample - prior.scale).abs().mean())
-        return PriorFit(prior, 0.0 if hit else 1.0, dist, math.nan, hit)
-    n = sample.numel()
-    cdf = prior.cdf(sample)
+        dists = (samples - prior.scale).abs().mean(-1).tolist()
+        hits = [c and abs(m - prior.scale) <= tol for c, m in zip(constant, mean)]
+        return [PriorFit(prior, 0.0 if hit else 1.0, d, math.nan, hit) for hit, d in zip(hits, dists)]
+    n = samples.shape[-1]
+    cdf = prior.cdf(samples)
     i = torch.arange(1, n + 1, dtype=torch.float64)
-    ks = float(torch.maximum(i / n - cdf, cdf - (i - 1) / n).max())
-    w1 = float((sample - _quantiles(prior, n)).abs().mean())
+    kss = torch.maximum(i / n - cdf, cdf - (i - 1) / n).amax(-1).tolist()
+    w1s = (samples - _quantiles(prior, n)).abs().mean(-1).tolist()
     pstd = prior.std
-    ratio = std / pstd if pstd > 0 else math.inf
-    se = math.sqrt((prior.excess_kurtosis + 2.0) / (4.0 * max(numel, 1)))
-    ok_std = abs(ratio - 1.0) <= 4 * se + 0.005
-    ok_mean = abs(mean) <= 4 * pstd / math.sqrt(max(numel, 1)) + 1e-3 * pstd
-    ok_ks = ks <= 1.95 / math.sqrt(n) + 0.01
-    return PriorFit(prior, ks, w1, ratio, bool(ok_std and ok_mean and ok_ks and not constant))
+    ks_critical = 1.95 / math.sqrt(n) + 0.01
+    fits = []
+    for ks, w1, k, m, s, c in zip(kss, w1s, numel, mean, std, constant):
+        ratio = s / pstd if pstd > 0 else math.inf
+        se = math.sqrt((prior.excess_kurtosis + 2.0) / (4.0 * max(k, 1)))
+        ok_std = abs(ratio - 1.0) <= 4 * se + 0.005
+        ok_mean = abs(m) <= 4 * pstd / math.sqrt(max(k, 1)) + 1e-3 * pstd
+        fits.append(PriorFit(prior, ks, w1, ratio, bool(ok_std and ok_mean and ks <= ks_critical and not c)))
+    return fits

@@ -351,15 +351,21 @@ def _flatness(eigs: torch.Tensor) -> float:
 
 @dataclass
 class _Prepared:
-    """A matrix made ready for its eigen-solve: the (sub-)block, centred, and its normal scores."""
+    """A matrix made ready for its eigen-solve: the (sub-)block, centred, its normal scores (bfloat16 in
+    Krylov mode: the solve reads them so, and a batch is then stacked at half the size) and their
+    variance (from the full-precision scores)."""
 
     shape: tuple[int, int]
     x: torch.Tensor
     scores: torch.Tensor
+    svar: float
     exact: bool
 
 
-def _prepare(w: torch.Tensor, seed: int, exact: bool | None, sample: torch.Tensor | None) -> _Prepared | None:
+def prepare(w: torch.Tensor, seed: int = 0, exact: bool | None = None,
+            sample: torch.Tensor | None = None) -> _Prepared | None:
+    """The per-matrix part of `spectra` (sub-block, centring, normal scores): the bulk of its cost and
+    independent across matrices, so callers can run it in their own worker threads before `solve`."""
     if w.ndim != 2:
         w = w.reshape(w.shape[0], -1)
     shape = tuple(w.shape)
@@ -374,14 +380,14 @@ def _prepare(w: torch.Tensor, seed: int, exact: bool | None, sample: torch.Tenso
         return None
     scores = normal_scores(x, None if sample is None else sample.to(x.dtype) - mu, seed).to(x.dtype)
     scores -= scores.mean()
-    return _Prepared(shape, x, scores, exact)
+    svar = float((scores * scores).mean())
+    return _Prepared(shape, x, scores if exact else scores.to(torch.bfloat16), svar, exact)
 
 
 def _finish(p: _Prepared, krylov_eigs: torch.Tensor | None, seed: int) -> Spectrum:
     """The reading from the normal scores' eigenvalues (`krylov_eigs` in Krylov mode, else solved here)."""
-    x, scores = p.x, p.scores
+    x, scores, svar = p.x, p.scores, p.svar
     m, n = x.shape
-    svar = float((scores * scores).mean())
     edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
     raw = None
     if p.exact:
@@ -406,23 +412,28 @@ def _finish(p: _Prepared, krylov_eigs: torch.Tensor | None, seed: int) -> Spectr
 
 
 @one_thread()
+def solve(prepared: list[_Prepared | None], seed: int = 0) -> list[Spectrum | None]:
+    """Spectral readings of `prepare`d matrices. The Krylov solves of same-sized sub-blocks (all of a
+    ViT's big matrices) run as one batch: one solve of a 384x384 block is mostly per-call overhead."""
+    batches: dict[tuple, list[int]] = defaultdict(list)
+    for i, p in enumerate(prepared):
+        if p is not None and not p.exact:
+            batches[p.scores.shape].append(i)
+    krylov: dict[int, torch.Tensor] = {}
+    for idx in batches.values():
+        krylov.update(zip(idx, top_eigenvalues(torch.stack([prepared[i].scores for i in idx]), seed=seed)))
+    return [None if p is None else _finish(p, krylov.get(i), seed) for i, p in enumerate(prepared)]
+
+
+@one_thread()
 def spectra(ws: list[torch.Tensor], *, seed: int = 0, exact: bool | None = None,
             samples: list[torch.Tensor | None] | None = None) -> list[Spectrum | None]:
     """Spectral readings of weights (>2-D: flattened to (out, rest)); None where too small or constant.
 
     `samples`: per weight, a sorted random sample of its entries (the prior fits already drew one):
-    the bins of the normal scores span its range. The Krylov solves of same-sized sub-blocks (all of
-    a ViT's big matrices) run as one batch: one solve of a 384x384 block is mostly per-call overhead.
+    the bins of the normal scores span its range.
     """
-    prepared = [_prepare(w, seed, exact, s) for w, s in zip(ws, samples or [None] * len(ws))]
-    batches: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(prepared):
-        if p is not None and not p.exact:
-            batches[(p.scores.shape, p.scores.dtype)].append(i)
-    krylov: dict[int, torch.Tensor] = {}
-    for idx in batches.values():
-        krylov.update(zip(idx, top_eigenvalues(torch.stack([prepared[i].scores for i in idx]), seed=seed)))
-    return [None if p is None else _finish(p, krylov.get(i), seed) for i, p in enumerate(prepared)]
+    return solve([prepare(w, seed, exact, s) for w, s in zip(ws, samples or [None] * len(ws))], seed)
 
 
 def spectrum(w: torch.Tensor, *, seed: int = 0, exact: bool | None = None,

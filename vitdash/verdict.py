@@ -177,17 +177,23 @@ def _initializer_range(ckpt: Checkpoint) -> float:
     return 0.02
 
 
-def _fits(t: torch.Tensor, role: TensorRole, weight_shape: tuple[int, ...] | None, init_range: float,
-          seed: int) -> tuple[S.Moments, torch.Tensor, list[P.PriorFit]]:
-    """Moments, a sorted random sample of the entries, and every applicable prior's fit (best first)."""
-    entries = S.random_entries(t, S.MOMENTS_SAMPLE, seed)
-    mom = S.moments(t, entries)
-    sample = P.sample_sorted(entries, seed=seed)
-    priors = P.priors_for(role.role, role.param, tuple(t.shape), weight_shape=weight_shape,
+Fitted = tuple[S.Moments, torch.Tensor, list[P.PriorFit]]
+
+
+def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...] | None, init_range: float,
+          seed: int) -> list[Fitted]:
+    """Per tensor: moments, a sorted random sample of the entries, and every applicable prior's fit (best
+    first). The tensors share role, param and shape, so they share priors: each prior is fitted to all
+    of them at once."""
+    entries = [S.random_entries(t, S.MOMENTS_SAMPLE, seed) for t in ts]
+    moms = [S.moments(t, e) for t, e in zip(ts, entries)]
+    samples = torch.stack([P.sample_sorted(e, seed=seed) for e in entries])
+    priors = P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
                           initializer_range=init_range)
-    fits = sorted((P.fit(p, sample, numel=mom.sampled, mean=mom.mean, std=mom.std, constant=mom.constant)
-                   for p in priors), key=lambda f: (not f.matches, f.ks, f.wasserstein))
-    return mom, sample, fits
+    per_prior = [P.fit_many(p, samples, numel=[m.sampled for m in moms], mean=[m.mean for m in moms],
+                            std=[m.std for m in moms], constant=[m.constant for m in moms]) for p in priors]
+    return [(mom, sample, sorted((fits[j] for fits in per_prior), key=lambda f: (not f.matches, f.ks, f.wasserstein)))
+            for j, (mom, sample) in enumerate(zip(moms, samples))]
 
 
 def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
@@ -196,7 +202,7 @@ def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
     names = [n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1]
     roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)
     w = weight_of(name, roles)
-    return _fits(store[name], roles[name], store.shape(w) if w else None, _initializer_range(ckpt), seed)[2]
+    return _fits([store[name]], roles[name], store.shape(w) if w else None, _initializer_range(ckpt), seed)[0][2]
 
 
 _TOKENS = ("cls_token", "dist_token", "reg_token", "mask_token")
@@ -333,26 +339,40 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     readings: dict[str, _Reading] = {}
     stats: dict[str, dict[str, Any]] = {}
 
-    def fits(name: str) -> tuple[S.Moments, torch.Tensor, list[P.PriorFit]]:
+    def weight_shape(name: str) -> tuple[int, ...] | None:
         w = weight_of(name, roles)
-        return _fits(store[name], roles[name], store.shape(w) if w else None, init_range, seed)
+        return store.shape(w) if w else None
 
-    # After sub-blocking every operation is small: one thread per op, and tensors in parallel instead
+    same_priors: dict[tuple, list[str]] = defaultdict(list)
+    for n in names:
+        same_priors[(roles[n].role, roles[n].param, store.shape(n), weight_shape(n))].append(n)
+
+    def fits(members: list[str]) -> list[tuple[Fitted, Any]]:
+        """The group's prior fits and, for a matrix, its spectrum's per-matrix part (the normal scores)."""
+        fitted = _fits([store[n] for n in members], roles[members[0]], weight_shape(members[0]), init_range, seed)
+        out = []
+        for n, f in zip(members, fitted):
+            m = _matrix(store[n], roles[n], f[0])
+            out.append((f, None if m is None else S.prepare(m, seed, sample=f[1])))
+        return out
+
+    # After sub-blocking every operation is small: one thread per op, and groups in parallel instead
     # (each reading is seeded on its own, so the result does not depend on the order). The spectra
-    # then run together, so same-sized matrices share one batched eigen-solve. Progress is reported
+    # then finish together, so same-sized matrices share one batched eigen-solve. Progress is reported
     # from the caller's thread, where a UI can draw it.
     if progress is not None:
         progress(0, len(names), "reading tensors")
-    fitted: dict[str, tuple[S.Moments, torch.Tensor, list[P.PriorFit]]] = {}
+    fitted: dict[str, Fitted] = {}
+    prepared: dict[str, Any] = {}
     with S.one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(fits, n): n for n in names}
-        for done, fut in enumerate(as_completed(futures), 1):
-            fitted[futures[fut]] = fut.result()
-            if progress is not None:
-                progress(done, len(names), futures[fut])
-    matrices = {n: m for n in names if (m := _matrix(store[n], roles[n], fitted[n][0])) is not None}
-    specs = dict(zip(matrices, S.spectra(list(matrices.values()), seed=seed,
-                                         samples=[fitted[n][1] for n in matrices])))
+        futures = {pool.submit(fits, members): members for members in same_priors.values()}
+        for fut in as_completed(futures):
+            for n, (f, prep) in zip(futures[fut], fut.result()):
+                fitted[n], prepared[n] = f, prep
+                if progress is not None:
+                    progress(len(fitted), len(names), n)
+    matrices = [n for n in names if prepared[n] is not None]
+    specs = dict(zip(matrices, S.solve([prepared[n] for n in matrices], seed)))
     for n in names:
         readings[n], stats[n] = _read(store[n], roles[n], fitted[n], specs.get(n), pos_layout, seed)
 
