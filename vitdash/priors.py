@@ -338,12 +338,13 @@ class PriorFit:
 
 
 def sample_sorted(values: torch.Tensor, n: int = KS_SAMPLE, seed: int = 0) -> torch.Tensor:
-    """A deterministic random subsample, sorted (float64): KS and Wasserstein need order statistics."""
-    flat = values.detach().reshape(-1)
-    if flat.numel() > n:
+    """A deterministic random subsample of the last dim, sorted (float64): KS and Wasserstein need order
+    statistics. Leading dims are a batch (a stack of same-sized tensors), sampled at the same places."""
+    x = values.detach()
+    if x.shape[-1] > n:
         g = torch.Generator().manual_seed(seed)
-        flat = flat[torch.randint(flat.numel(), (n,), generator=g)]
-    return flat.double().sort().values
+        x = x.index_select(-1, torch.randint(x.shape[-1], (n,), generator=g))
+    return x.double().sort().values
 
 
 @lru_cache(maxsize=256)

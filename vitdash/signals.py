@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -411,18 +412,32 @@ def _finish(p: _Prepared, krylov_eigs: torch.Tensor | None, seed: int) -> Spectr
         eigenvalues=eigs.tolist())
 
 
-@one_thread()
 def solve(prepared: list[_Prepared | None], seed: int = 0) -> list[Spectrum | None]:
     """Spectral readings of `prepare`d matrices. The Krylov solves of same-sized sub-blocks (all of a
-    ViT's big matrices) run as one batch: one solve of a 384x384 block is mostly per-call overhead."""
-    batches: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(prepared):
-        if p is not None and not p.exact:
-            batches[p.scores.shape].append(i)
-    krylov: dict[int, torch.Tensor] = {}
-    for idx in batches.values():
-        krylov.update(zip(idx, top_eigenvalues(torch.stack([prepared[i].scores for i in idx]), seed=seed)))
-    return [None if p is None else _finish(p, krylov.get(i), seed) for i, p in enumerate(prepared)]
+    ViT's big matrices) run as batches: one solve of a 384x384 block is mostly per-call overhead. The
+    batches are split across the caller's threads, one thread per op, so the eigenvalues do not depend
+    on the thread count."""
+    with one_thread() as workers:
+        batches: dict[tuple | None, list[int]] = defaultdict(list)  # None: exact mode, solved one by one
+        for i, p in enumerate(prepared):
+            if p is not None:
+                batches[None if p.exact else p.scores.shape].append(i)
+        chunks: list[list[int]] = []
+        for idx in batches.values():
+            step = -(-len(idx) // workers)  # one chunk per thread
+            chunks += [idx[j:j + step] for j in range(0, len(idx), step)]
+
+        def finish(idx: list[int]) -> list[Spectrum]:
+            krylov = (top_eigenvalues(torch.stack([prepared[i].scores for i in idx]), seed=seed)
+                      if not prepared[idx[0]].exact else [None] * len(idx))
+            return [_finish(prepared[i], eigs, seed) for i, eigs in zip(idx, krylov)]
+
+        out: list[Spectrum | None] = [None] * len(prepared)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for idx, specs in zip(chunks, pool.map(finish, chunks)):
+                for i, spec in zip(idx, specs):
+                    out[i] = spec
+        return out
 
 
 @one_thread()

@@ -178,6 +178,7 @@ def _initializer_range(ckpt: Checkpoint) -> float:
 
 
 Fitted = tuple[S.Moments, torch.Tensor, list[P.PriorFit]]
+Tests = list[tuple[str, float, str]]  # structure tests as (kind, z, text)
 
 
 def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...] | None, init_range: float,
@@ -187,7 +188,7 @@ def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...
     of them at once."""
     entries = [S.random_entries(t, S.MOMENTS_SAMPLE, seed) for t in ts]
     moms = [S.moments(t, e) for t, e in zip(ts, entries)]
-    samples = torch.stack([P.sample_sorted(e, seed=seed) for e in entries])
+    samples = P.sample_sorted(torch.stack(entries), seed=seed)
     priors = P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
                           initializer_range=init_range)
     per_prior = [P.fit_many(p, samples, numel=[m.sampled for m in moms], mean=[m.mean for m in moms],
@@ -215,10 +216,12 @@ def _matrix(t: torch.Tensor, role: TensorRole, mom: S.Moments) -> torch.Tensor |
     return t.reshape(-1, t.shape[-1]) if role.role == "pos_embed" else t
 
 
-def _read(t: torch.Tensor, role: TensorRole, fitted: tuple[S.Moments, torch.Tensor, list[P.PriorFit]],
-          spec: S.Spectrum | None, pos_layout: Callable[[], tuple[int | None, tuple[int, int] | None]], seed: int
-          ) -> tuple[_Reading, dict[str, Any]]:
-    mom, sample, fits = fitted
+def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted,
+          pos_layout: Callable[[], tuple[int | None, tuple[int, int] | None]], seed: int
+          ) -> tuple[_Reading, dict[str, Any], Tests]:
+    """Everything one tensor shows but its spectrum (solved later, in a batch with the other matrices):
+    the reading, its stats, and its grid/filter structure tests."""
+    mom, _, fits = fitted
     stats: dict[str, Any] = {"moments": mom.to_dict()}
     r = _Reading(constant=mom.constant, has_priors=bool(fits))
     if fits:
@@ -233,13 +236,7 @@ def _read(t: torch.Tensor, role: TensorRole, fitted: tuple[S.Moments, torch.Tens
         else:
             const = 1.0 if (role.role == "norm" and role.param == "weight") else 0.0
         stats["from_init_constant"] = S.distance_from_constant(t, const)
-    texts, zs = [], []
-    if spec is not None:
-        stats["spectrum"] = spec.to_dict()
-        zs.append(("spectrum", spec.structure))
-        r.flat = spec.raw is not None and spec.raw["flatness"] >= FLAT_SPECTRUM
-        r.powerful = min(spec.shape) >= POWERFUL_DIM
-        texts.append(_spectrum_text(spec))
+    tests = []
     if role.role == "pos_embed" and not mom.constant:
         pos = S.pos_embed_structure(t, seed=seed)  # a square grid, with or without prefix tokens
         if pos is None:
@@ -247,22 +244,28 @@ def _read(t: torch.Tensor, role: TensorRole, fitted: tuple[S.Moments, torch.Tens
             pos = S.pos_embed_structure(t, prefix, grid, seed=seed) if grid is not None else None
         if pos is not None:
             stats["pos_embed"] = pos.to_dict()
-            zs.append(("pos_embed", pos.z))
-            texts.append(f"position similarity follows the {pos.grid[0]}x{pos.grid[1]} grid with z={pos.z:.1f} "
-                         f"(neighbours {pos.neighbour_sim:.2f}, far apart {pos.far_sim:.2f})")
+            tests.append(("pos_embed", pos.z, f"position similarity follows the {pos.grid[0]}x{pos.grid[1]} grid "
+                          f"with z={pos.z:.1f} (neighbours {pos.neighbour_sim:.2f}, far apart {pos.far_sim:.2f})"))
     if role.role == "patch_embed" and t.ndim == 4 and not mom.constant:
         filt = S.filter_structure(t, seed=seed)
         if filt is not None:
             stats["filters"] = filt.to_dict()
-            zs.append(("filters", filt.z))
-            texts.append(f"patch filters have neighbouring-pixel correlation {filt.smoothness:.2f} "
-                         f"(shuffled pixels: {filt.null_mean:.2f}; z={filt.z:.1f})")
-    if zs:
-        i = max(range(len(zs)), key=lambda j: zs[j][1])
-        r.structure, r.structure_text = zs[i][1], texts[i]
-        r.texts = {kind: text for (kind, _), text in zip(zs, texts)}
+            tests.append(("filters", filt.z, f"patch filters have neighbouring-pixel correlation "
+                          f"{filt.smoothness:.2f} (shuffled pixels: {filt.null_mean:.2f}; z={filt.z:.1f})"))
+    return r, stats, tests
+
+
+def _conclude(r: _Reading, stats: dict[str, Any], tests: Tests, spec: S.Spectrum | None) -> None:
+    """Add the spectrum to a reading and take the strongest structure test as its structure."""
+    if spec is not None:
+        stats["spectrum"] = spec.to_dict()
+        r.flat = spec.raw is not None and spec.raw["flatness"] >= FLAT_SPECTRUM
+        r.powerful = min(spec.shape) >= POWERFUL_DIM
+        tests = [("spectrum", spec.structure, _spectrum_text(spec))] + tests
+    if tests:
+        _, r.structure, r.structure_text = max(tests, key=lambda test: test[1])
+        r.texts = {kind: text for kind, _, text in tests}
         stats["structure"] = r.structure
-    return r, stats
 
 
 def _spectrum_text(spec: S.Spectrum) -> str:
@@ -347,13 +350,15 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     for n in names:
         same_priors[(roles[n].role, roles[n].param, store.shape(n), weight_shape(n))].append(n)
 
-    def fits(members: list[str]) -> list[tuple[Fitted, Any]]:
-        """The group's prior fits and, for a matrix, its spectrum's per-matrix part (the normal scores)."""
-        fitted = _fits([store[n] for n in members], roles[members[0]], weight_shape(members[0]), init_range, seed)
+    def read(members: list[str]) -> list[tuple[tuple[_Reading, dict[str, Any], Tests], Any]]:
+        """The group's readings but the spectra and, for a matrix, its spectrum's per-matrix part."""
+        ts = [store[n] for n in members]
+        fitted = _fits(ts, roles[members[0]], weight_shape(members[0]), init_range, seed)
         out = []
-        for n, f in zip(members, fitted):
-            m = _matrix(store[n], roles[n], f[0])
-            out.append((f, None if m is None else S.prepare(m, seed, sample=f[1])))
+        for n, t, f in zip(members, ts, fitted):
+            m = _matrix(t, roles[n], f[0])
+            out.append((_read(t, roles[n], f, pos_layout, seed),
+                        None if m is None else S.prepare(m, seed, sample=f[1])))
         return out
 
     # After sub-blocking every operation is small: one thread per op, and groups in parallel instead
@@ -362,19 +367,19 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     # from the caller's thread, where a UI can draw it.
     if progress is not None:
         progress(0, len(names), "reading tensors")
-    fitted: dict[str, Fitted] = {}
+    tests: dict[str, Tests] = {}
     prepared: dict[str, Any] = {}
     with S.one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(fits, members): members for members in same_priors.values()}
+        futures = {pool.submit(read, members): members for members in same_priors.values()}
         for fut in as_completed(futures):
-            for n, (f, prep) in zip(futures[fut], fut.result()):
-                fitted[n], prepared[n] = f, prep
+            for n, (reading, prep) in zip(futures[fut], fut.result()):
+                (readings[n], stats[n], tests[n]), prepared[n] = reading, prep
                 if progress is not None:
-                    progress(len(fitted), len(names), n)
+                    progress(len(readings), len(names), n)
     matrices = [n for n in names if prepared[n] is not None]
     specs = dict(zip(matrices, S.solve([prepared[n] for n in matrices], seed)))
     for n in names:
-        readings[n], stats[n] = _read(store[n], roles[n], fitted[n], specs.get(n), pos_layout, seed)
+        _conclude(readings[n], stats[n], tests[n], specs.get(n))
 
     structural = [n for n in names if readings[n].structure is not None]
     structured = [n for n in structural if readings[n].structured]
