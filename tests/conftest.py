@@ -43,3 +43,6 @@ def _restore_main_module():
     re-run `__main__` by path, so a later test would start workers that execute that script."""
     yield
     sys.modules["__main__"] = _MAIN
+
+
+from tests.demo_utils import demo_pair  # noqa: E402,F401  (session fixture: the demo pair, trained once)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_utils import demo_cache_dir, demo_pair  # noqa: F401  (fixture)
+from tests.demo_utils import demo_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("VITDASH_CHROMIUM", "/usr/bin/chromium"))

@@ -8,7 +8,6 @@ import threading
 import pytest
 import torch
 
-from tests.demo_utils import demo_pair  # noqa: F401  (fixture)
 from vitdash import demo
 from vitdash.errors import VitdashError
 from vitdash.sources import load

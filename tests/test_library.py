@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save, save_file
 
-from tests.demo_utils import demo_cache_dir, demo_pair  # noqa: F401  (fixture)
+from tests.demo_utils import demo_cache_dir
 from vitdash import demo, library
 from vitdash.errors import VitdashError
 from vitdash.sources import load

@@ -7,7 +7,6 @@ import io
 import pytest
 
 from tests.apptest_utils import errors, page_test
-from tests.demo_utils import demo_pair  # noqa: F401  (fixture)
 from vitdash.history import AuditHistory
 
 TIMM = "timm:vit_tiny_patch16_224"

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from tests.demo_utils import demo_pair  # noqa: F401  (fixture)
 from vitdash import report as R
 from vitdash import verdict
 from vitdash.cli import main
