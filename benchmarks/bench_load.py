@@ -25,7 +25,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +34,8 @@ import torch  # noqa: E402
 
 from vitdash.formats import sha256_files  # noqa: E402
 from vitdash.formats.safetensors_reader import nonfinite  # noqa: E402
+
+from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
 
 
 def write_random_safetensors(path: Path, model_name: str, **kwargs) -> int:
@@ -63,12 +64,6 @@ def touch(tensors, how: str, into: dict[str, torch.Tensor]) -> None:
     tensors of the same names, as `load_state_dict` fills a model that is already built."""
     for name, t in tensors:
         t.sum() if how == "read" else into[name].copy_(t)
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def bench_speed(path: Path, repeat: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,13 +24,9 @@ from vitdash.images import sklearn_samples  # noqa: E402
 from vitdash.model import build_model  # noqa: E402
 from vitdash.sources import load_timm  # noqa: E402
 
+from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
+
 TARGET = 1.5
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -34,13 +33,9 @@ from vitdash.images import sample_dir  # noqa: E402
 from vitdash.model import build_model  # noqa: E402
 from vitdash.sources import load_timm  # noqa: E402
 
+from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
+
 END_TO_END_TARGET, LOOP_TARGET = 0.8, 0.95
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -92,8 +87,8 @@ def main() -> int:
 
         vitdash_batch(), timm_batch()  # warm-up
         for _ in range(args.pairs):
-            ours.append(_timed(vitdash_batch))
-            plain.append(_timed(timm_batch))
+            ours.append(timed(vitdash_batch))
+            plain.append(timed(timm_batch))
     loop_ratio = min(plain) / min(ours)
     loop_median = statistics.median(plain) / statistics.median(ours)
     print(f"  per batch, vitdash: {', '.join(f'{t:.2f}' for t in ours)} s")
