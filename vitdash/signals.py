@@ -13,17 +13,17 @@
   with their pixels shuffled.
 Everything is seeded, so the same checkpoint always reads the same.
 
-Cost: matrices wider than EXACT_MAX_DIM on both sides are tested on a random sub-block of at most
-SPECTRAL_MAX_SIDE per side (a sub-block of an i.i.d. matrix is i.i.d., so the null is exact; training
-structure shows in any large block: DINOv2-S's weakest matrix still reads z=18 on 384x384), with
-the top eigenvalues from a bfloat16 block Krylov method; moments of big tensors come from a random
-sample. The page computes exact full spectra of any single tensor on demand.
+Cost: matrices wider than EXACT_MAX_DIM on both sides are tested on a window of at most
+SPECTRAL_MAX_SIDE consecutive rows and columns at a random place (a sub-block of an i.i.d. matrix is
+i.i.d., so the null is exact; training structure shows in any large block: DINOv2-S's weakest matrix
+still reads z=18 on 384x384, where 256x256 windows miss it), with the top eigenvalues from a bfloat16
+block Krylov method; moments of big tensors come from a random sample. The page computes exact full
+spectra of any single tensor on demand.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,19 +39,14 @@ EXACT_MAX_DIM = 256
 SPECTRAL_MAX_SIDE = 384
 KRYLOV_K = 8
 KRYLOV_ITERS = 3
+KRYLOV_BATCH = 16  # sub-blocks solved together: the batch is re-read 2 * KRYLOV_ITERS + 1 times, from cache
 # Krylov estimates of an MP bulk edge scatter by ~1.5% (and sit a few % low, equally for a matrix and
 # its twin, so their ratio is fair): the relative floor of the null's spread in Krylov mode.
 KRYLOV_REL_SD = 0.02
 SCORE_TWINS = 4  # exact mode, up to 65536 entries: shuffled twins of the normal scores (cheap); else 1
 TW1_SD = 1.27  # standard deviation of the Tracy-Widom (beta=1) law
 MIN_SPECTRAL_DIM = 8  # below this a "spectrum" is a handful of numbers: no test
-MOMENTS_SAMPLE = 1 << 16  # tensors larger than this are described by a random sample of this size
-
-
-def _precise(t: torch.Tensor) -> torch.Tensor:
-    """float64 where it is cheap, float32 for big tensors (torch's sums are pairwise, accurate enough)."""
-    t = t.detach()
-    return t.double() if t.numel() <= 1 << 18 else t.float()
+MOMENTS_SAMPLE = 1 << 15  # tensors larger than this are described by a random sample of this size
 
 
 @dataclass
@@ -74,19 +69,21 @@ class Moments:
         return {k: _clean(v) for k, v in self.__dict__.items()}
 
 
-SAMPLE_CHUNK = 1024
+SAMPLE_CHUNK = 4096
 
 
 def random_entries(t: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    """A seeded sample of about n entries: all entries when there are fewer, else n / 1024 runs of
-    1024 consecutive entries at random places. Runs (whole rows of a weight matrix) keep memory
-    access sequential, so a memory-mapped file is paged in only where the sample lies."""
+    """A seeded sample of about n entries: all entries when there are fewer, else n / SAMPLE_CHUNK runs
+    of SAMPLE_CHUNK consecutive entries, drawn from the tensor's aligned runs. Runs (a few rows of a
+    weight matrix each) keep memory access sequential: a memory-mapped file is paged in only where
+    the sample lies, one page fault per run instead of one per entry, and picking rows of a
+    (runs, SAMPLE_CHUNK) view is one block copy per run."""
     flat = t.detach().reshape(-1)
     if flat.numel() <= n:
         return flat
+    runs = flat[:flat.numel() - flat.numel() % SAMPLE_CHUNK].view(-1, SAMPLE_CHUNK)
     g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(flat.numel() - SAMPLE_CHUNK + 1, (max(1, n // SAMPLE_CHUNK),), generator=g)
-    return flat.unfold(0, SAMPLE_CHUNK, 1)[starts].reshape(-1)  # one gather, not a slice per run
+    return runs.index_select(0, torch.randint(runs.shape[0], (max(1, n // SAMPLE_CHUNK),), generator=g)).reshape(-1)
 
 
 def moments(t: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0) -> Moments:
@@ -97,20 +94,37 @@ def moments(t: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0) 
     holds two values proves the tensor is not constant, and a constant-looking sample is checked on
     every entry.
     """
-    flat = t.detach().reshape(-1)
-    n = flat.numel()
-    if n == 0:
+    if t.numel() == 0:
         return Moments(0, 0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, True)
-    x = _precise(random_entries(flat, MOMENTS_SAMPLE, seed) if sample is None else sample)
-    lo, hi = float(x.min()), float(x.max())
-    if lo == hi and x.numel() < n:
-        lo, hi = (float(v) for v in torch.aminmax(flat if flat.dtype.itemsize >= 4 else flat.float()))
-    mean = float(x.mean())
+    x = random_entries(t, MOMENTS_SAMPLE, seed) if sample is None else sample
+    return moments_many([t], x[None])[0]
+
+
+def moments_many(ts: list[torch.Tensor], samples: torch.Tensor) -> list[Moments]:
+    """`moments` of non-empty tensors from their samples stacked as rows (B, k): each statistic is one
+    op for a whole group of same-sized tensors (a ViT's blocks repeat every shape), where per-tensor
+    calls would be mostly per-op overhead."""
+    k = samples.shape[-1]
+    # float64 where it is cheap; big stacks in float32 (torch's sums are pairwise, accurate enough),
+    # with two temporaries at most: fresh memory is paid for in page faults.
+    x = samples.detach().double() if samples.numel() <= 1 << 18 else samples.detach().float()
+    lo, hi = x.amin(-1), x.amax(-1)  # (aminmax and count_nonzero along a dim are ~10x slower)
+    zeros = x.eq(0).sum(-1, dtype=torch.int32)
+    mean = x.mean(-1, keepdim=True)
     d2 = (x - mean).square_()
-    var = float(d2.mean())
-    kurt = float(torch.dot(d2, d2)) / d2.numel() / (var * var) - 3.0 if var > 0 else math.nan
-    zeros = 1.0 - float(torch.count_nonzero(x)) / x.numel()
-    return Moments(n, x.numel(), mean, math.sqrt(var), kurt, lo, hi, max(abs(lo), abs(hi)), zeros, lo == hi)
+    var = d2.mean(-1)
+    m4 = d2.square_().mean(-1)
+    out = []
+    for t, lo_, hi_, mu, v, q, nz in zip(ts, lo.tolist(), hi.tolist(), mean[:, 0].tolist(), var.tolist(),
+                                          m4.tolist(), zeros.tolist()):
+        n = t.numel()
+        if lo_ == hi_ and k < n:
+            flat = t.detach().reshape(-1)
+            lo_, hi_ = (float(e) for e in torch.aminmax(flat if flat.dtype.itemsize >= 4 else flat.float()))
+        kurt = q / (v * v) - 3.0 if v > 0 else math.nan
+        out.append(Moments(n, k, mu, math.sqrt(v), kurt, lo_, hi_, max(abs(lo_), abs(hi_)), nz / k,
+                           lo_ == hi_))
+    return out
 
 
 def _clean(v: Any) -> Any:
@@ -213,6 +227,7 @@ def top_eigenvalues(w: torch.Tensor, k: int = KRYLOV_K, iters: int = KRYLOV_ITER
 
 
 SCORE_BINS = 1 << 14
+TIE_SHARE = 1e-3  # a bin holding a larger share of the entries is a tie, spread (continuous data: ~2e-4)
 
 
 @lru_cache(maxsize=8)
@@ -221,37 +236,54 @@ def _jitter(numel: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.rand(numel, generator=torch.Generator().manual_seed(seed * 7919 + numel + 1), dtype=dtype)
 
 
-def normal_scores(w: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
-    """Each entry replaced by the normal quantile of its (randomized) rank.
+def normal_scores(w: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0,
+                  scratch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each entry replaced by the normal quantile of its rank (float32).
 
     Ranks come from an exact histogram of all entries on SCORE_BINS equal bins spanning the range of a
-    sorted random sample (entries beyond it share the end bins): an entry's uniform score lies
-    between its bin's two cumulative shares, at a seeded uniform position, and its normal score is
-    that uniform's normal quantile. So the scores are exactly Gaussian, and i.i.d. whenever the
-    entries are, whatever their distribution
-    (heavy tails, uniform, sparse, quantized ties): the top eigenvalue of the normal-score matrix
-    follows Tracy-Widom at the MP edge, a null that needs no twin. Structure (which entries are large
-    together) survives: only the order inside a bin is lost. A histogram and a table lookup cost a
-    few passes over the entries, where a sort or a binary search per entry costs ten times more.
+    sorted random sample widened by a quarter on each side (the few entries beyond it share the end
+    bins). So the scores are Gaussian, and
+    i.i.d. whenever the entries are, whatever their distribution (heavy tails, uniform, sparse,
+    quantized ties): the top eigenvalue of the normal-score matrix follows Tracy-Widom at the MP edge,
+    a null that needs no twin. Structure (which entries are large together) survives: only the order
+    inside a bin is lost. A histogram and a table lookup cost a few passes over the entries, where a
+    sort or a binary search per entry costs ten times more.
+
+    When no bin holds more than TIE_SHARE of the entries (any continuous distribution), an entry's
+    score is the quantile of its bin's middle share: one lookup per entry, and a bin is far narrower
+    than anything a spectrum resolves. Ties (sparse or quantized weights) must be spread instead: an
+    entry's share lies between its bin's two cumulative shares, at a seeded uniform position.
+
+    `scratch`: float32 and int32 buffers of w's shape, for callers that score many same-sized
+    matrices (fresh memory costs page faults); the scores are written into the first.
     """
-    flat = w.reshape(-1)
-    n = flat.numel()
+    n = w.numel()
+    out, idx = scratch if scratch is not None else (torch.empty(w.shape), torch.empty(w.shape, dtype=torch.int32))
     if sample is None:
         g = torch.Generator().manual_seed(seed)
-        sample = flat[torch.randint(n, (8192,), generator=g)].sort().values
+        sample = w.reshape(-1)[torch.randint(n, (8192,), generator=g)].sort().values
     lo, hi = float(sample[0]), float(sample[-1])
     if hi <= lo:  # more than ~all of the sample is one value: fall back to the full range
-        lo, hi = (float(v) for v in torch.aminmax(flat))
+        lo, hi = (float(v) for v in torch.aminmax(w))
         if hi <= lo:
-            return torch.zeros_like(w, dtype=torch.float32)
-    idx = torch.mul(flat, SCORE_BINS / (hi - lo)).sub_(lo * SCORE_BINS / (hi - lo)).clamp_(0, SCORE_BINS - 1).int()
+            return out.zero_()
+    lo, hi = lo - (hi - lo) / 4, hi + (hi - lo) / 4  # so that few entries lie beyond the end bins
+    torch.mul(w, SCORE_BINS / (hi - lo), out=out).sub_(lo * SCORE_BINS / (hi - lo)).clamp_(0, SCORE_BINS - 1)
+    idx = idx.copy_(out).view(-1)  # (truncation: the bin)
+    flat = out.view(-1)
+    counts = torch.bincount(idx, minlength=SCORE_BINS)
     cdf = torch.zeros(SCORE_BINS + 1, dtype=torch.float64)
-    cdf[1:] = torch.bincount(idx, minlength=SCORE_BINS).cumsum(0).double() / n
-    v = 2 * cdf - 1  # per bin, in erfinv's (-1, 1) coordinates: start and width
+    cdf[1:] = counts.cumsum(0).double() / n
+    if int(counts.max()) <= TIE_SHARE * n:
+        mid = (cdf[1:] - counts.double() / (2 * n)).mul_(2).sub_(1).float()  # in erfinv's (-1, 1) coordinates
+        torch.index_select(mid.erfinv_().mul_(math.sqrt(2.0)), 0, idx, out=flat)
+        return out
+    v = (2 * cdf - 1).float()
     # Two 1-D lookups: gathering rows of a (bins, 2) table is ~10x slower per entry on CPU.
-    start, width = v[:-1].float().index_select(0, idx), (v[1:] - v[:-1]).float().index_select(0, idx)
-    u = torch.addcmul(start, _jitter(n, seed, torch.float32), width)
-    return u.clamp_(-1 + 1.0 / n, 1 - 1.0 / n).erfinv_().mul_(math.sqrt(2.0)).reshape(w.shape)
+    start, width = v[:-1].index_select(0, idx), (v[1:] - v[:-1]).index_select(0, idx)
+    torch.addcmul(start, _jitter(n, seed, torch.float32), width, out=flat)
+    flat.clamp_(-1 + 1.0 / n, 1 - 1.0 / n).erfinv_().mul_(math.sqrt(2.0))
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -269,12 +301,16 @@ def _gaussian_twin_top(m: int, n: int, seed: int) -> float:
 
 
 def sub_block(w: torch.Tensor, max_side: int = SPECTRAL_MAX_SIDE, seed: int = 0) -> torch.Tensor:
-    """A random (seeded) sub-block of at most max_side rows and columns, rows and columns in order."""
+    """A seeded window of at most max_side consecutive rows and columns at a random place (a view).
+
+    Any choice of entries made without looking at them keeps an i.i.d. matrix i.i.d., so the null
+    stays exact, and training structure shows in any large block. A window is read as a few
+    sequential runs: random rows of a memory-mapped file would page in most of the matrix.
+    """
     g = torch.Generator().manual_seed(seed + 17)
     for dim in (0, 1):
         if w.shape[dim] > max_side:
-            keep = torch.randperm(w.shape[dim], generator=g)[:max_side].sort().values
-            w = w.index_select(dim, keep)
+            w = w.narrow(dim, int(torch.randint(w.shape[dim] - max_side + 1, (1,), generator=g)), max_side)
     return w
 
 
@@ -350,94 +386,78 @@ def _flatness(eigs: torch.Tensor) -> float:
     return lo / hi if hi > 0 else math.nan
 
 
-@dataclass
-class _Prepared:
-    """A matrix made ready for its eigen-solve: the (sub-)block, centred, its normal scores (bfloat16 in
-    Krylov mode: the solve reads them so, and a batch is then stacked at half the size) and their
-    variance (from the full-precision scores)."""
-
-    shape: tuple[int, int]
-    x: torch.Tensor
-    scores: torch.Tensor
-    svar: float
-    exact: bool
-
-
-def prepare(w: torch.Tensor, seed: int = 0, exact: bool | None = None,
-            sample: torch.Tensor | None = None) -> _Prepared | None:
-    """The per-matrix part of `spectra` (sub-block, centring, normal scores): the bulk of its cost and
-    independent across matrices, so callers can run it in their own worker threads before `solve`."""
-    if w.ndim != 2:
-        w = w.reshape(w.shape[0], -1)
-    shape = tuple(w.shape)
-    if min(shape) < MIN_SPECTRAL_DIM:
-        return None
-    exact = min(shape) <= EXACT_MAX_DIM if exact is None else exact
-    x = w.detach() if exact else sub_block(w.detach(), seed=seed)
-    x = x.double() if min(x.shape) <= 128 else x.float()  # float32 Gram eigenvalues: ~1e-6 of the top
-    mu = float(x.mean())
-    x = x - mu  # a shared offset is not structure (it adds one spike to any i.i.d. matrix)
-    if float(x.abs().max()) == 0:
-        return None
-    scores = normal_scores(x, None if sample is None else sample.to(x.dtype) - mu, seed).to(x.dtype)
+def _centre(scores: torch.Tensor) -> float:
+    """Centre the scores in place; their variance (not var_mean: its Welford loop is ~50x slower than
+    a dot product)."""
     scores -= scores.mean()
-    svar = float((scores * scores).mean())
-    return _Prepared(shape, x, scores if exact else scores.to(torch.bfloat16), svar, exact)
+    flat = scores.view(-1)
+    return float(torch.dot(flat, flat)) / flat.numel()
 
 
-def _finish(p: _Prepared, krylov_eigs: torch.Tensor | None, seed: int) -> Spectrum:
-    """The reading from the normal scores' eigenvalues (`krylov_eigs` in Krylov mode, else solved here)."""
-    x, scores, svar = p.x, p.scores, p.svar
-    m, n = x.shape
-    edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
-    raw = None
-    if p.exact:
-        raw = raw_spectrum_stats(x, gram_eigenvalues(x))
-        eigs = gram_eigenvalues(scores)
-        twins = SCORE_TWINS if m * n <= 1 << 16 else 1
-        twin_top = float(gram_eigenvalues(shuffled(scores, twins, seed))[:, 0].mean())
-        structure = (float(eigs[0]) - edge) / s
-    else:
-        eigs = krylov_eigs
-        twin_top = _gaussian_twin_top(m, n, seed) * svar
-        structure = (float(eigs[0]) - twin_top) / max(TW1_SD * s, KRYLOV_REL_SD * twin_top)
+def _spectrum(shape: tuple[int, ...], block: tuple[int, ...], method: str, eigs: torch.Tensor, svar: float,
+              twin_top: float, structure: float, cut: float, raw: dict[str, float] | None = None) -> Spectrum:
+    m, n = block
     top = float(eigs[0])
-    cut = max(edge + 4 * s, twin_top * (1 + 3 * KRYLOV_REL_SD) if not p.exact else 0.0)
+    edge = mp_edge(m, n, svar)
     return Spectrum(
-        shape=p.shape, block=(m, n), method="exact" if p.exact else "krylov", top=top,
-        second=float(eigs[1]) if len(eigs) > 1 else math.nan, mp_edge=edge, tw_scale=s, twin_top=twin_top,
-        top_over_edge=top / edge, top_over_twin=top / twin_top if twin_top > 0 else math.inf,
+        shape=tuple(shape), block=(m, n), method=method, top=top,
+        second=float(eigs[1]) if len(eigs) > 1 else math.nan, mp_edge=edge, tw_scale=tw_scale(m, n, svar),
+        twin_top=twin_top, top_over_edge=top / edge, top_over_twin=top / twin_top if twin_top > 0 else math.inf,
         log_top_vs_twin=math.log(top / twin_top) if twin_top > 0 and top > 0 else math.nan,
         n_outliers=int((eigs > cut).sum()), tail_alpha=_tail_alpha(eigs), structure=structure, raw=raw,
         eigenvalues=eigs.tolist())
 
 
-def solve(prepared: list[_Prepared | None], seed: int = 0) -> list[Spectrum | None]:
-    """Spectral readings of `prepare`d matrices. The Krylov solves of same-sized sub-blocks (all of a
-    ViT's big matrices) run as batches: one solve of a 384x384 block is mostly per-call overhead. The
-    batches are split across the caller's threads, one thread per op, so the eigenvalues do not depend
-    on the thread count."""
-    with one_thread() as workers:
-        batches: dict[tuple | None, list[int]] = defaultdict(list)  # None: exact mode, solved one by one
-        for i, p in enumerate(prepared):
-            if p is not None:
-                batches[None if p.exact else p.scores.shape].append(i)
-        chunks: list[list[int]] = []
-        for idx in batches.values():
-            step = -(-len(idx) // workers)  # one chunk per thread
-            chunks += [idx[j:j + step] for j in range(0, len(idx), step)]
+def _exact_spectrum(w: torch.Tensor, sample: torch.Tensor | None, seed: int) -> Spectrum | None:
+    """A matrix with a small side, solved in full: its normal scores against the MP edge (and their
+    shuffled twins, for display), the raw matrix against MP for its shape and variance."""
+    scores = normal_scores(w, sample, seed)
+    svar = _centre(scores)
+    if svar == 0:  # a constant matrix
+        return None
+    x = w.double() if min(w.shape) <= 128 else w.float()  # float32 Gram eigenvalues: ~1e-6 of the top
+    x = x - float(x.mean())  # a shared offset is not structure (it adds one spike to any i.i.d. matrix)
+    scores = scores.to(x.dtype)
+    m, n = x.shape
+    eigs = gram_eigenvalues(scores)
+    twin_top = float(gram_eigenvalues(shuffled(scores, SCORE_TWINS if m * n <= 1 << 16 else 1, seed))[:, 0].mean())
+    edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
+    return _spectrum(w.shape, w.shape, "exact", eigs, svar, twin_top, (float(eigs[0]) - edge) / s, edge + 4 * s,
+                     raw_spectrum_stats(x, gram_eigenvalues(x)))
 
-        def finish(idx: list[int]) -> list[Spectrum]:
-            krylov = (top_eigenvalues(torch.stack([prepared[i].scores for i in idx]), seed=seed)
-                      if not prepared[idx[0]].exact else [None] * len(idx))
-            return [_finish(prepared[i], eigs, seed) for i, eigs in zip(idx, krylov)]
 
-        out: list[Spectrum | None] = [None] * len(prepared)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for idx, specs in zip(chunks, pool.map(finish, chunks)):
-                for i, spec in zip(idx, specs):
-                    out[i] = spec
-        return out
+def _krylov_spectra(shapes: list[tuple[int, ...]], blocks: list[torch.Tensor], samples: list[torch.Tensor | None],
+                    seed: int) -> list[Spectrum | None]:
+    """Same-sized sub-blocks of bigger matrices, with the top of their spectra from block Krylov.
+
+    The normal scores go straight into one bfloat16 batch (the solve reads them so) through scratch
+    buffers reused block after block; the batch is solved in near-equal chunks of at most
+    KRYLOV_BATCH, each small enough to stay in cache while it is re-read, and cut from the list alone,
+    so a matrix's eigenvalues depend only on the list it comes in. The null is the Krylov estimate for
+    an i.i.d. Gaussian matrix of the block's shape, which carries the same estimation error.
+    """
+    batch = torch.empty(len(blocks), *blocks[0].shape, dtype=torch.bfloat16)
+    scratch = torch.empty(blocks[0].shape), torch.empty(blocks[0].shape, dtype=torch.int32)
+    svars = []
+    for row, block, sample in zip(batch, blocks, samples):
+        scores = normal_scores(block, sample, seed, scratch)
+        svars.append(_centre(scores))
+        row.copy_(scores)
+    count = -(-len(blocks) // KRYLOV_BATCH)
+    eigs = [e for j in range(count)
+            for e in top_eigenvalues(batch[j * len(blocks) // count:(j + 1) * len(blocks) // count], seed=seed)]
+    out: list[Spectrum | None] = []
+    for shape, e, svar in zip(shapes, eigs, svars):
+        if svar == 0:  # a constant block
+            out.append(None)
+            continue
+        m, n = batch.shape[1:]
+        edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
+        twin_top = _gaussian_twin_top(m, n, seed) * svar
+        structure = (float(e[0]) - twin_top) / max(TW1_SD * s, KRYLOV_REL_SD * twin_top)
+        out.append(_spectrum(shape, (m, n), "krylov", e, svar, twin_top, structure,
+                             max(edge + 4 * s, twin_top * (1 + 3 * KRYLOV_REL_SD))))
+    return out
 
 
 @one_thread()
@@ -446,9 +466,30 @@ def spectra(ws: list[torch.Tensor], *, seed: int = 0, exact: bool | None = None,
     """Spectral readings of weights (>2-D: flattened to (out, rest)); None where too small or constant.
 
     `samples`: per weight, a sorted random sample of its entries (the prior fits already drew one):
-    the bins of the normal scores span its range.
+    the bins of the normal scores span its range. Matrices with a side of at most EXACT_MAX_DIM are
+    solved in full, bigger ones on a sub-block, same-sized sub-blocks (a ViT's blocks repeat every
+    shape) together.
     """
-    return solve([prepare(w, seed, exact, s) for w, s in zip(ws, samples or [None] * len(ws))], seed)
+    samples = samples or [None] * len(ws)
+    out: list[Spectrum | None] = [None] * len(ws)
+    krylov: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    shapes: dict[int, tuple[int, ...]] = {}
+    blocks: dict[int, torch.Tensor] = {}
+    for i, w in enumerate(ws):
+        w = w.detach() if w.ndim == 2 else w.detach().reshape(w.shape[0], -1)
+        w = w if w.dtype.itemsize >= 4 else w.float()
+        if min(w.shape) < MIN_SPECTRAL_DIM:
+            continue
+        if min(w.shape) <= EXACT_MAX_DIM if exact is None else exact:
+            out[i] = _exact_spectrum(w, samples[i], seed)
+        else:
+            shapes[i], blocks[i] = tuple(w.shape), sub_block(w, SPECTRAL_MAX_SIDE, seed)
+            krylov[tuple(blocks[i].shape)].append(i)
+    for idx in krylov.values():
+        specs = _krylov_spectra([shapes[i] for i in idx], [blocks[i] for i in idx], [samples[i] for i in idx], seed)
+        for i, spec in zip(idx, specs):
+            out[i] = spec
+    return out
 
 
 def spectrum(w: torch.Tensor, *, seed: int = 0, exact: bool | None = None,
@@ -541,25 +582,32 @@ def pos_embed_structure(pe: torch.Tensor, num_prefix: int | None = None, grid: t
         keep = torch.randperm(patches.shape[0], generator=g)[:POS_MAX_POSITIONS]
         patches, coords = patches[keep], coords[keep]
     sim = cosine_grid(patches)
-    iu = torch.triu_indices(sim.shape[0], sim.shape[0], 1)
-    raw = sim[iu[0], iu[1]]
-    s = (raw - raw.mean()) / raw.std().clamp_min(1e-12)
+    n = sim.shape[0]
+    iu = torch.triu_indices(n, n, 1)
+    raw, dist = sim[iu[0], iu[1]], torch.cdist(coords, coords)
+    d = dist[iu[0], iu[1]]
+    # Both statistics are sums over position pairs of a similarity term times a distance term, so as
+    # full symmetric matrices (diagonals zeroed) re-placing the embeddings on the grid, the null,
+    # permutes the distance terms: one gather per permutation, no distances recomputed.
+    s = ((sim - raw.mean()) / raw.std().clamp_min(1e-12)).fill_diagonal_(0)
+    nd = (-(dist - d.mean()) / d.std()).fill_diagonal_(0)
+    near = (dist <= 1.0 + 1e-9).double().fill_diagonal_(0)
 
-    def stats(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(corr with -distance, neighbour contrast) for positions at coordinates c (..., P, 2)."""
-        d = torch.cdist(c, c)[..., iu[0], iu[1]]
-        nd = -(d - d.mean(-1, keepdim=True)) / d.std(-1, keepdim=True)
-        corr = (nd * s).mean(-1) * s.numel() / (s.numel() - 1)
-        near = (d <= 1.0 + 1e-9).double()
-        contrast = (near * raw).sum(-1) / near.sum(-1).clamp_min(1) - raw.mean()
+    def stats(nd: torch.Tensor, near: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(corr with -distance, neighbour contrast) for flattened (P * P) distance terms."""
+        corr = nd @ s.reshape(-1) / 2 / (raw.numel() - 1)
+        contrast = near @ sim.reshape(-1) / near.sum(-1).clamp_min(1) - raw.mean()
         return corr, contrast
 
-    corr, contrast = stats(coords)
-    perms = torch.stack([torch.randperm(coords.shape[0], generator=g) for _ in range(POS_PERMUTATIONS)])
-    null_corr, null_contrast = stats(coords[perms])
+    corr, contrast = stats(nd.reshape(-1), near.reshape(-1))
+    perms = torch.stack([torch.randperm(n, generator=g) for _ in range(POS_PERMUTATIONS)])
+    nulls = []
+    for perm in perms:  # one at a time: (permutations, P, P) temporaries would cost more in page faults
+        flat = (perm[:, None] * n + perm).reshape(-1)  # entry (perm_i, perm_j)
+        nulls.append(stats(nd.reshape(-1).index_select(0, flat), near.reshape(-1).index_select(0, flat)))
+    null_corr, null_contrast = (torch.stack(v) for v in zip(*nulls))
     corr_z, neigh_z = _z(float(corr), null_corr), _z(float(contrast), null_contrast)
-    dist = torch.cdist(coords, coords)[iu[0], iu[1]]
-    near, far = raw[dist <= 1.0 + 1e-9], raw[dist > max(h, w) / 2]
+    near, far = raw[d <= 1.0 + 1e-9], raw[d > max(h, w) / 2]
     return PosEmbedStructure(
         grid=(h, w), num_prefix=p, corr=float(corr), corr_z=corr_z, neighbour_contrast=float(contrast),
         neighbour_z=neigh_z, z=max(neigh_z, abs(corr_z)),
@@ -589,13 +637,14 @@ FILTER_MAX = 128  # filters used (a random subset beyond): smoothness shows in a
 
 
 def _neighbour_corr(w: torch.Tensor) -> torch.Tensor:
-    """w: (..., D, C, kh, kw), centred per filter. Mean product of horizontal and vertical neighbours
-    over the mean square: the lag-1 autocorrelation of the filters, 0 for i.i.d. pixels."""
-    h = (w[..., :, 1:] * w[..., :, :-1]).sum((-1, -2, -3, -4))
-    v = (w[..., 1:, :] * w[..., :-1, :]).sum((-1, -2, -3, -4))
-    kh, kw = w.shape[-2], w.shape[-1]
-    pairs = w.shape[-3] * w.shape[-4] * (kh * (kw - 1) + (kh - 1) * kw)
-    sq = (w * w).sum((-1, -2, -3, -4)) / (w.shape[-4] * w.shape[-3] * kh * kw)
+    """w: (..., C, kh, kw, D), filters centred, filter index last (so that shifting a pixel moves
+    whole contiguous rows). Mean product of horizontal and vertical neighbours over the mean square:
+    the lag-1 autocorrelation of the filters, 0 for i.i.d. pixels."""
+    h = (w[..., :, 1:, :] * w[..., :, :-1, :]).sum((-1, -2, -3, -4))
+    v = (w[..., 1:, :, :] * w[..., :-1, :, :]).sum((-1, -2, -3, -4))
+    c, kh, kw, d = w.shape[-4:]
+    pairs = d * c * (kh * (kw - 1) + (kh - 1) * kw)
+    sq = (w * w).sum((-1, -2, -3, -4)) / (d * c * kh * kw)
     return (h + v) / pairs / sq.clamp_min(1e-30)
 
 
@@ -608,30 +657,30 @@ def filter_structure(weight: torch.Tensor, seed: int = 0) -> FilterStructure | N
     if w.shape[0] > FILTER_MAX:
         g = torch.Generator().manual_seed(seed + 29)
         w = w.index_select(0, torch.randperm(w.shape[0], generator=g)[:FILTER_MAX])
-    w = w.double()
+    w = w.float()  # (torch's sums are pairwise: float32 is accurate enough)
     w = w - w.mean(dim=(1, 2, 3), keepdim=True)
     if float((w * w).sum()) == 0:
         return None
-    observed = float(_neighbour_corr(w))
     d, c, kh, kw = w.shape
+    pixels = w.reshape(d, -1).T.contiguous()  # (C * kh * kw, D)
+    observed = float(_neighbour_corr(pixels.view(c, kh, kw, d)))
     g = torch.Generator().manual_seed(seed)
-    flat = w.reshape(d, -1)
-    nulls = []
-    for _ in range(FILTER_PERMUTATIONS):  # the same pixel shuffle for every filter: enough to break space
-        perm = torch.randperm(flat.shape[1], generator=g)
-        nulls.append(_neighbour_corr(flat.index_select(1, perm).reshape(d, c, kh, kw)))
-    null = torch.stack(nulls)
+    # The same pixel shuffle for every filter (enough to break space), all shuffles in one gather.
+    perms = torch.stack([torch.randperm(c * kh * kw, generator=g) for _ in range(FILTER_PERMUTATIONS)])
+    null = _neighbour_corr(pixels.index_select(0, perms.reshape(-1)).view(FILTER_PERMUTATIONS, c, kh, kw, d))
     return FilterStructure((kh, kw), c, observed, float(null.mean()), float(null.std()), _z(observed, null))
 
 
 # ---- 1-D parameters ----------------------------------------------------------------------------------------------
 
-def distance_from_constant(t: torch.Tensor, c: float) -> dict[str, float]:
-    """How far a norm gain / bias / LayerScale gamma sits from an init constant."""
-    x = t.detach().double().reshape(-1)
-    d = x - c
-    return {"constant": c, "mean_abs_diff": float(d.abs().mean()), "max_abs_diff": float(d.abs().max()),
-            "rel_spread": float(x.std() / max(abs(float(x.mean())), 1e-12)) if x.numel() > 1 else 0.0}
+def distances_from_constants(ts: torch.Tensor, constants: list[float]) -> list[dict[str, float]]:
+    """How far norm gains / biases / LayerScale gammas sit from an init constant each: same-sized
+    tensors stacked along the first dim, read together."""
+    x = ts.detach().double().reshape(len(constants), -1)
+    d = (x - torch.tensor(constants, dtype=torch.float64)[:, None]).abs_()
+    spread = (x.std(-1) / x.mean(-1).abs().clamp_min(1e-12)).tolist() if x.shape[1] > 1 else [0.0] * len(constants)
+    return [{"constant": c, "mean_abs_diff": m, "max_abs_diff": top, "rel_spread": r}
+            for c, m, top, r in zip(constants, d.mean(-1).tolist(), d.amax(-1).tolist(), spread)]
 
 
 def histogram(t: torch.Tensor, bins: int = 80) -> tuple[np.ndarray, np.ndarray]:

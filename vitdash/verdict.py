@@ -186,9 +186,9 @@ def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...
     """Per tensor: moments, a sorted random sample of the entries, and every applicable prior's fit (best
     first). The tensors share role, param and shape, so they share priors: each prior is fitted to all
     of them at once."""
-    entries = [S.random_entries(t, S.MOMENTS_SAMPLE, seed) for t in ts]
-    moms = [S.moments(t, e) for t, e in zip(ts, entries)]
-    samples = P.sample_sorted(torch.stack(entries), seed=seed)
+    entries = torch.stack([S.random_entries(t, S.MOMENTS_SAMPLE, seed) for t in ts])
+    moms = S.moments_many(ts, entries)
+    samples = P.sample_sorted(entries, seed=seed)
     priors = P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
                           initializer_range=init_range)
     per_prior = [P.fit_many(p, samples, numel=[m.sampled for m in moms], mean=[m.mean for m in moms],
@@ -216,11 +216,18 @@ def _matrix(t: torch.Tensor, role: TensorRole, mom: S.Moments) -> torch.Tensor |
     return t.reshape(-1, t.shape[-1]) if role.role == "pos_embed" else t
 
 
-def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted,
+def _init_constant(role: TensorRole, mom: S.Moments) -> float:
+    """The constant a norm gain / bias / LayerScale gamma starts at."""
+    if role.role == "layerscale":  # init_values is per model: the nearest common one
+        return min(LAYERSCALE_INITS, key=lambda c: abs(math.log(c) - math.log(max(abs(mom.mean), 1e-12))))
+    return 1.0 if (role.role == "norm" and role.param == "weight") else 0.0
+
+
+def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted, from_constant: dict[str, float] | None,
           pos_layout: Callable[[], tuple[int | None, tuple[int, int] | None]], seed: int
           ) -> tuple[_Reading, dict[str, Any], Tests]:
-    """Everything one tensor shows but its spectrum (solved later, in a batch with the other matrices):
-    the reading, its stats, and its grid/filter structure tests."""
+    """Everything one tensor shows but its spectrum (solved with the other matrices of its group): the
+    reading, its stats, and its grid/filter structure tests."""
     mom, _, fits = fitted
     stats: dict[str, Any] = {"moments": mom.to_dict()}
     r = _Reading(constant=mom.constant, has_priors=bool(fits))
@@ -230,12 +237,8 @@ def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted,
         if fits[0].matches:
             r.best = fits[0]
             r.tiny = fits[0].prior.family != "constant" and fits[0].prior.std <= TINY_INIT_STD
-    if t.ndim == 1 or role.role == "layerscale":
-        if role.role == "layerscale":  # init_values is per model: the nearest common one
-            const = min(LAYERSCALE_INITS, key=lambda c: abs(math.log(c) - math.log(max(abs(mom.mean), 1e-12))))
-        else:
-            const = 1.0 if (role.role == "norm" and role.param == "weight") else 0.0
-        stats["from_init_constant"] = S.distance_from_constant(t, const)
+    if from_constant is not None:
+        stats["from_init_constant"] = from_constant
     tests = []
     if role.role == "pos_embed" and not mom.constant:
         pos = S.pos_embed_structure(t, seed=seed)  # a square grid, with or without prefix tokens
@@ -350,36 +353,39 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     for n in names:
         same_priors[(roles[n].role, roles[n].param, store.shape(n), weight_shape(n))].append(n)
 
-    def read(members: list[str]) -> list[tuple[tuple[_Reading, dict[str, Any], Tests], Any]]:
-        """The group's readings but the spectra and, for a matrix, its spectrum's per-matrix part."""
+    def read(members: list[str]) -> list[tuple[_Reading, dict[str, Any]]]:
+        """The readings of a group of tensors with the same role and shape (a ViT repeats each in every
+        block): prior fits, structure tests and the spectra of its matrices, solved as one batch."""
         ts = [store[n] for n in members]
         fitted = _fits(ts, roles[members[0]], weight_shape(members[0]), init_range, seed)
+        mats = [_matrix(t, roles[n], f[0]) for n, t, f in zip(members, ts, fitted)]
+        specs = iter(S.spectra([m for m in mats if m is not None], seed=seed,
+                               samples=[f[1] for m, f in zip(mats, fitted) if m is not None]))
+        from_constants: list[dict[str, float] | None] = [None] * len(ts)
+        if ts[0].ndim == 1 or roles[members[0]].role == "layerscale":
+            from_constants = S.distances_from_constants(
+                torch.stack(ts), [_init_constant(roles[n], f[0]) for n, f in zip(members, fitted)])
         out = []
-        for n, t, f in zip(members, ts, fitted):
-            m = _matrix(t, roles[n], f[0])
-            out.append((_read(t, roles[n], f, pos_layout, seed),
-                        None if m is None else S.prepare(m, seed, sample=f[1])))
+        for n, t, f, m, c in zip(members, ts, fitted, mats, from_constants):
+            reading, st, tests = _read(t, roles[n], f, c, pos_layout, seed)
+            _conclude(reading, st, tests, None if m is None else next(specs))
+            out.append((reading, st))
         return out
 
     # After sub-blocking every operation is small: one thread per op, and groups in parallel instead
-    # (each reading is seeded on its own, so the result does not depend on the order). The spectra
-    # then finish together, so same-sized matrices share one batched eigen-solve. Progress is reported
-    # from the caller's thread, where a UI can draw it.
+    # (each reading is seeded on its own, so the result depends neither on the order nor on the
+    # thread count). Progress is reported from the caller's thread, where a UI can draw it.
     if progress is not None:
         progress(0, len(names), "reading tensors")
-    tests: dict[str, Tests] = {}
-    prepared: dict[str, Any] = {}
     with S.one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(read, members): members for members in same_priors.values()}
+        # Biggest groups first, so that no big one is left to run alone at the end.
+        groups = sorted(same_priors.values(), key=lambda ms: -sum(store.info(n).numel for n in ms))
+        futures = {pool.submit(read, members): members for members in groups}
         for fut in as_completed(futures):
-            for n, (reading, prep) in zip(futures[fut], fut.result()):
-                (readings[n], stats[n], tests[n]), prepared[n] = reading, prep
+            for n, (reading, st) in zip(futures[fut], fut.result()):
+                readings[n], stats[n] = reading, st
                 if progress is not None:
                     progress(len(readings), len(names), n)
-    matrices = [n for n in names if prepared[n] is not None]
-    specs = dict(zip(matrices, S.solve([prepared[n] for n in matrices], seed)))
-    for n in names:
-        _conclude(readings[n], stats[n], tests[n], specs.get(n))
 
     structural = [n for n in names if readings[n].structure is not None]
     structured = [n for n in structural if readings[n].structured]
