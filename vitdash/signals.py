@@ -43,7 +43,7 @@ KRYLOV_BATCH = 16  # sub-blocks solved together: the batch is re-read 2 * KRYLOV
 # Krylov estimates of an MP bulk edge scatter by ~1.5% (and sit a few % low, equally for a matrix and
 # its twin, so their ratio is fair): the relative floor of the null's spread in Krylov mode.
 KRYLOV_REL_SD = 0.02
-SCORE_TWINS = 4  # exact mode, up to 65536 entries: shuffled twins of the normal scores (cheap); else 1
+SCORE_TWINS = 4  # exact mode, up to 16384 entries: shuffled twins of the normal scores (cheap); else 1
 TW1_SD = 1.27  # standard deviation of the Tracy-Widom (beta=1) law
 MIN_SPECTRAL_DIM = 8  # below this a "spectrum" is a handful of numbers: no test
 MOMENTS_SAMPLE = 1 << 15  # tensors larger than this are described by a random sample of this size
@@ -272,12 +272,12 @@ def normal_scores(w: torch.Tensor, sample: torch.Tensor | None = None, seed: int
     idx = idx.copy_(out).view(-1)  # (truncation: the bin)
     flat = out.view(-1)
     counts = torch.bincount(idx, minlength=SCORE_BINS)
-    cdf = torch.zeros(SCORE_BINS + 1, dtype=torch.float64)
-    cdf[1:] = counts.cumsum(0).double() / n
-    if int(counts.max()) <= TIE_SHARE * n:
-        mid = (cdf[1:] - counts.double() / (2 * n)).mul_(2).sub_(1).float()  # in erfinv's (-1, 1) coordinates
+    if int(counts.max()) <= TIE_SHARE * n:  # each bin's middle share, in erfinv's (-1, 1) coordinates
+        mid = (2 * counts.cumsum(0) - counts).double().mul_(1 / n).sub_(1).float()
         torch.index_select(mid.erfinv_().mul_(math.sqrt(2.0)), 0, idx, out=flat)
         return out
+    cdf = torch.zeros(SCORE_BINS + 1, dtype=torch.float64)
+    cdf[1:] = counts.cumsum(0).double() / n
     v = (2 * cdf - 1).float()
     # Two 1-D lookups: gathering rows of a (bins, 2) table is ~10x slower per entry on CPU.
     start, width = v[:-1].index_select(0, idx), (v[1:] - v[:-1]).index_select(0, idx)
@@ -420,7 +420,7 @@ def _exact_spectrum(w: torch.Tensor, sample: torch.Tensor | None, seed: int) -> 
     scores = scores.to(x.dtype)
     m, n = x.shape
     eigs = gram_eigenvalues(scores)
-    twin_top = float(gram_eigenvalues(shuffled(scores, SCORE_TWINS if m * n <= 1 << 16 else 1, seed))[:, 0].mean())
+    twin_top = float(gram_eigenvalues(shuffled(scores, SCORE_TWINS if m * n <= 1 << 14 else 1, seed))[:, 0].mean())
     edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
     return _spectrum(w.shape, w.shape, "exact", eigs, svar, twin_top, (float(eigs[0]) - edge) / s, edge + 4 * s,
                      raw_spectrum_stats(x, gram_eigenvalues(x)))
@@ -665,9 +665,11 @@ def filter_structure(weight: torch.Tensor, seed: int = 0) -> FilterStructure | N
     pixels = w.reshape(d, -1).T.contiguous()  # (C * kh * kw, D)
     observed = float(_neighbour_corr(pixels.view(c, kh, kw, d)))
     g = torch.Generator().manual_seed(seed)
-    # The same pixel shuffle for every filter (enough to break space), all shuffles in one gather.
-    perms = torch.stack([torch.randperm(c * kh * kw, generator=g) for _ in range(FILTER_PERMUTATIONS)])
-    null = _neighbour_corr(pixels.index_select(0, perms.reshape(-1)).view(FILTER_PERMUTATIONS, c, kh, kw, d))
+    # The same pixel shuffle for every filter (enough to break space), one buffer for all shuffles.
+    shuffled = torch.empty_like(pixels)
+    null = torch.stack([_neighbour_corr(torch.index_select(pixels, 0, torch.randperm(c * kh * kw, generator=g),
+                                                           out=shuffled).view(c, kh, kw, d))
+                        for _ in range(FILTER_PERMUTATIONS)])
     return FilterStructure((kh, kw), c, observed, float(null.mean()), float(null.std()), _z(observed, null))
 
 
