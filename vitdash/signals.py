@@ -236,29 +236,37 @@ def _jitter(numel: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.rand(numel, generator=torch.Generator().manual_seed(seed * 7919 + numel + 1), dtype=dtype)
 
 
-def normal_scores(w: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0,
-                  scratch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def normal_scores(w: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
     """Each entry replaced by the normal quantile of its rank (float32).
 
     Ranks come from an exact histogram of all entries on SCORE_BINS equal bins spanning the range of a
     sorted random sample widened by a quarter on each side (the few entries beyond it share the end
-    bins). So the scores are Gaussian, and
-    i.i.d. whenever the entries are, whatever their distribution (heavy tails, uniform, sparse,
-    quantized ties): the top eigenvalue of the normal-score matrix follows Tracy-Widom at the MP edge,
-    a null that needs no twin. Structure (which entries are large together) survives: only the order
-    inside a bin is lost. A histogram and a table lookup cost a few passes over the entries, where a
-    sort or a binary search per entry costs ten times more.
+    bins). So the scores are Gaussian, and i.i.d. whenever the entries are, whatever their
+    distribution (heavy tails, uniform, sparse, quantized ties): the top eigenvalue of the normal-score
+    matrix follows Tracy-Widom at the MP edge, a null that needs no twin. Structure (which entries are
+    large together) survives: only the order inside a bin is lost. A histogram and a table lookup cost
+    a few passes over the entries, where a sort or a binary search per entry costs ten times more.
 
     When no bin holds more than TIE_SHARE of the entries (any continuous distribution), an entry's
     score is the quantile of its bin's middle share: one lookup per entry, and a bin is far narrower
     than anything a spectrum resolves. Ties (sparse or quantized weights) must be spread instead: an
     entry's share lies between its bin's two cumulative shares, at a seeded uniform position.
-
-    `scratch`: float32 and int32 buffers of w's shape, for callers that score many same-sized
-    matrices (fresh memory costs page faults); the scores are written into the first.
     """
+    out = torch.empty(w.shape)
+    _scores_into(out, w, sample, seed)
+    return out
+
+
+def _scores_into(out: torch.Tensor, w: torch.Tensor, sample: torch.Tensor | None, seed: int, centre: bool = False,
+                 scratch: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
+    """`normal_scores` written into `out` (any float dtype: a bfloat16 batch row for the Krylov solve),
+    centred if asked; returns their mean square. Without ties the mean and mean square come from the
+    histogram and the per-bin table, and the table is centred before the lookup, so each entry is
+    read once and written once. `scratch`: float32 and int32 buffers of w's shape, for callers that
+    score many same-sized matrices (fresh memory costs page faults)."""
     n = w.numel()
-    out, idx = scratch if scratch is not None else (torch.empty(w.shape), torch.empty(w.shape, dtype=torch.int32))
+    tmp, idx = scratch or (out if out.dtype == torch.float32 else torch.empty(w.shape),
+                           torch.empty(w.shape, dtype=torch.int32))
     if sample is None:
         g = torch.Generator().manual_seed(seed)
         sample = w.reshape(-1)[torch.randint(n, (8192,), generator=g)].sort().values
@@ -266,24 +274,34 @@ def normal_scores(w: torch.Tensor, sample: torch.Tensor | None = None, seed: int
     if hi <= lo:  # more than ~all of the sample is one value: fall back to the full range
         lo, hi = (float(v) for v in torch.aminmax(w))
         if hi <= lo:
-            return out.zero_()
+            out.zero_()
+            return 0.0
     lo, hi = lo - (hi - lo) / 4, hi + (hi - lo) / 4  # so that few entries lie beyond the end bins
-    torch.mul(w, SCORE_BINS / (hi - lo), out=out).sub_(lo * SCORE_BINS / (hi - lo)).clamp_(0, SCORE_BINS - 1)
-    idx = idx.copy_(out).view(-1)  # (truncation: the bin)
-    flat = out.view(-1)
+    torch.mul(w, SCORE_BINS / (hi - lo), out=tmp).sub_(lo * SCORE_BINS / (hi - lo)).clamp_(0, SCORE_BINS - 1)
+    idx = idx.copy_(tmp).view(-1)  # (truncation: the bin)
     counts = torch.bincount(idx, minlength=SCORE_BINS)
-    if int(counts.max()) <= TIE_SHARE * n:  # each bin's middle share, in erfinv's (-1, 1) coordinates
-        mid = (2 * counts.cumsum(0) - counts).double().mul_(1 / n).sub_(1).float()
-        torch.index_select(mid.erfinv_().mul_(math.sqrt(2.0)), 0, idx, out=flat)
-        return out
+    if int(counts.max()) <= TIE_SHARE * n:
+        # Each bin's middle share in erfinv's (-1, 1) coordinates (empty end bins kept finite).
+        mid = (2 * counts.cumsum(0) - counts).double().mul_(1 / n).sub_(1).clamp_(-1 + 1 / n, 1 - 1 / n)
+        z = mid.float().erfinv_().mul_(math.sqrt(2.0)).double()
+        share = counts.double() / n
+        if centre:
+            z -= share @ z
+        torch.index_select(z.to(out.dtype), 0, idx, out=out.view(-1))
+        return float(share @ z.square())
     cdf = torch.zeros(SCORE_BINS + 1, dtype=torch.float64)
     cdf[1:] = counts.cumsum(0).double() / n
     v = (2 * cdf - 1).float()
     # Two 1-D lookups: gathering rows of a (bins, 2) table is ~10x slower per entry on CPU.
     start, width = v[:-1].index_select(0, idx), (v[1:] - v[:-1]).index_select(0, idx)
+    flat = tmp.view(-1)
     torch.addcmul(start, _jitter(n, seed, torch.float32), width, out=flat)
     flat.clamp_(-1 + 1.0 / n, 1 - 1.0 / n).erfinv_().mul_(math.sqrt(2.0))
-    return out
+    if centre:
+        flat -= flat.mean()
+    if out is not tmp:
+        out.copy_(tmp)
+    return float(torch.dot(flat, flat)) / n  # (not var_mean: its Welford loop is ~50x slower)
 
 
 @lru_cache(maxsize=16)
@@ -386,14 +404,6 @@ def _flatness(eigs: torch.Tensor) -> float:
     return lo / hi if hi > 0 else math.nan
 
 
-def _centre(scores: torch.Tensor) -> float:
-    """Centre the scores in place; their variance (not var_mean: its Welford loop is ~50x slower than
-    a dot product)."""
-    scores -= scores.mean()
-    flat = scores.view(-1)
-    return float(torch.dot(flat, flat)) / flat.numel()
-
-
 def _spectrum(shape: tuple[int, ...], block: tuple[int, ...], method: str, eigs: torch.Tensor, svar: float,
               twin_top: float, structure: float, cut: float, raw: dict[str, float] | None = None) -> Spectrum:
     m, n = block
@@ -411,13 +421,12 @@ def _spectrum(shape: tuple[int, ...], block: tuple[int, ...], method: str, eigs:
 def _exact_spectrum(w: torch.Tensor, sample: torch.Tensor | None, seed: int) -> Spectrum | None:
     """A matrix with a small side, solved in full: its normal scores against the MP edge (and their
     shuffled twins, for display), the raw matrix against MP for its shape and variance."""
-    scores = normal_scores(w, sample, seed)
-    svar = _centre(scores)
+    x = w.double() if min(w.shape) <= 128 else w.float()  # float32 Gram eigenvalues: ~1e-6 of the top
+    scores = torch.empty(w.shape, dtype=x.dtype)
+    svar = _scores_into(scores, w, sample, seed, centre=True)
     if svar == 0:  # a constant matrix
         return None
-    x = w.double() if min(w.shape) <= 128 else w.float()  # float32 Gram eigenvalues: ~1e-6 of the top
     x = x - float(x.mean())  # a shared offset is not structure (it adds one spike to any i.i.d. matrix)
-    scores = scores.to(x.dtype)
     m, n = x.shape
     eigs = gram_eigenvalues(scores)
     twin_top = float(gram_eigenvalues(shuffled(scores, SCORE_TWINS if m * n <= 1 << 14 else 1, seed))[:, 0].mean())
@@ -438,11 +447,8 @@ def _krylov_spectra(shapes: list[tuple[int, ...]], blocks: list[torch.Tensor], s
     """
     batch = torch.empty(len(blocks), *blocks[0].shape, dtype=torch.bfloat16)
     scratch = torch.empty(blocks[0].shape), torch.empty(blocks[0].shape, dtype=torch.int32)
-    svars = []
-    for row, block, sample in zip(batch, blocks, samples):
-        scores = normal_scores(block, sample, seed, scratch)
-        svars.append(_centre(scores))
-        row.copy_(scores)
+    svars = [_scores_into(row, block, sample, seed, centre=True, scratch=scratch)
+             for row, block, sample in zip(batch, blocks, samples)]
     count = -(-len(blocks) // KRYLOV_BATCH)
     eigs = [e for j in range(count)
             for e in top_eigenvalues(batch[j * len(blocks) // count:(j + 1) * len(blocks) // count], seed=seed)]
