@@ -39,16 +39,9 @@ def get_audit(ckpt: Checkpoint) -> Audit:
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the full spectrum...")
-def _spectra(sha: str, source: str, name: str, scores: bool, _ckpt: Checkpoint):
+def _spectrum(sha: str, source: str, name: str, scores: bool, _ckpt: Checkpoint) -> signals.FullSpectrum:
     t = _ckpt.tensors[name]
-    w = t.reshape(-1, t.shape[-1]) if t.ndim == 3 else t
-    eigs, twin = signals.full_spectra(w, scores=scores)
-    x = w.reshape(w.shape[0], -1).double()
-    x = x - x.mean()
-    if scores:
-        x = signals.normal_scores(x).double()
-        x = x - x.mean()
-    return eigs, twin, tuple(x.shape), float((x * x).mean())
+    return signals.full_spectrum(t.reshape(-1, t.shape[-1]) if t.ndim == 3 else t, scores=scores)
 
 
 st.title("Is it trained?")
@@ -115,9 +108,9 @@ spec = rep.stats.get("spectrum")
 if spec is not None:
     space = st.radio("Spectrum of", ["raw values", "normal scores (what the verdict uses)"], horizontal=True)
     scores = space.startswith("normal")
-    eigs, twin, shape, var = _spectra(ckpt.sha256, ckpt.source, name, scores, ckpt)
-    st.plotly_chart(spectrum_figure(eigs, twin, shape, var, name, "normal-score" if scores else "raw"),
-                    width="stretch")
+    full = _spectrum(ckpt.sha256, ckpt.source, name, scores, ckpt)
+    st.plotly_chart(spectrum_figure(full.eigenvalues, full.twin, full.shape, full.variance, name,
+                                    "normal-score" if scores else "raw"), width="stretch")
     st.caption(f"Verdict statistic on the {spec['block'][0]}x{spec['block'][1]} {spec['method']} reading: "
                f"top eigenvalue {spec['top_over_edge']:.2f}x the MP edge, {spec['top_over_twin']:.2f}x the "
                f"shuffled twin's, z = {spec['structure']:.1f}, {spec['n_outliers']} outlier(s), tail exponent "

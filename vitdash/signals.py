@@ -504,16 +504,27 @@ def spectrum(w: torch.Tensor, *, seed: int = 0, exact: bool | None = None,
     return spectra([w], seed=seed, exact=exact, samples=[sample])[0]
 
 
-def full_spectra(w: torch.Tensor, seed: int = 0, scores: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """All Gram eigenvalues of a matrix (or of its normal scores) and of one shuffled twin, for plots."""
+@dataclass
+class FullSpectrum:
+    """All Gram eigenvalues of a matrix (or of its normal scores) and of one shuffled twin, with the
+    shape and entry variance that set its Marchenko-Pastur law: what the page plots."""
+
+    eigenvalues: np.ndarray
+    twin: np.ndarray
+    shape: tuple[int, int]
+    variance: float
+
+
+def full_spectrum(w: torch.Tensor, seed: int = 0, scores: bool = False) -> FullSpectrum:
     if w.ndim != 2:
         w = w.reshape(w.shape[0], -1)
     x = w.detach().double()
     x = x - x.mean()
     if scores:
-        x = normal_scores(x, seed=seed)
+        x = normal_scores(x, seed=seed).double()
         x = x - x.mean()
-    return gram_eigenvalues(x).numpy(), gram_eigenvalues(shuffled(x, 1, seed)[0]).numpy()
+    return FullSpectrum(gram_eigenvalues(x).numpy(), gram_eigenvalues(shuffled(x, 1, seed)[0]).numpy(),
+                        tuple(x.shape), float((x * x).mean()))
 
 
 # ---- position embeddings -----------------------------------------------------------------------------------------
