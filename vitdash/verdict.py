@@ -327,6 +327,18 @@ def _tensor_verdict(r: _Reading, role: TensorRole, model_structured: bool, group
     return "trained", "moved away from every init it could have had (no init constant or known prior explains it)"
 
 
+def _work(shape: tuple[int, ...]) -> int:
+    """A rough cost of reading a tensor, for scheduling: a spectrum reads at most a window of
+    SPECTRAL_MAX_SIDE squared entries, a full one (smaller side at most EXACT_MAX_DIM) costs about
+    eight times as much per entry, and any tensor has a fixed overhead."""
+    if len(shape) < 2:
+        return 4096 + math.prod(shape)
+    m, n = shape[0], math.prod(shape[1:])
+    if min(m, n) <= S.EXACT_MAX_DIM:
+        return 4096 + 8 * m * n
+    return 4096 + min(m, S.SPECTRAL_MAX_SIDE) * min(n, S.SPECTRAL_MAX_SIDE)
+
+
 def _confidence(share: float) -> float:
     return round(min(0.99, 0.5 + 0.5 * max(0.0, min(1.0, share))), 2)
 
@@ -378,8 +390,8 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     if progress is not None:
         progress(0, len(names), "reading tensors")
     with S.one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
-        # Biggest groups first, so that no big one is left to run alone at the end.
-        groups = sorted(same_priors.values(), key=lambda ms: -sum(store.info(n).numel for n in ms))
+        # Costliest groups first, so that no big one is left to run alone at the end.
+        groups = sorted(same_priors.values(), key=lambda ms: -sum(_work(store.shape(n)) for n in ms))
         futures = {pool.submit(read, members): members for members in groups}
         for fut in as_completed(futures):
             for n, (reading, st) in zip(futures[fut], fut.result()):
