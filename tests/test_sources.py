@@ -270,3 +270,66 @@ def test_hub_unreachable_fails_fast_with_a_clear_message(dead_endpoint, tmp_path
         assert what in line and "unreachable" in line, line
         seconds = float(line.split("after ")[1].split("s:")[0])
         assert seconds < 15, f"took {seconds:.0f}s to give up: {line}"
+
+
+def _cache_repo(hf_home: Path, repo_id: str, files: dict[str, Path]) -> None:
+    """A repository in huggingface_hub's cache layout (refs/main -> snapshots/<commit>/), as a download leaves it."""
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    for name, src in files.items():
+        (repo / "snapshots" / commit / name).write_bytes(src.read_bytes())
+
+
+_CACHED_CALLS = textwrap.dedent("""
+    import time
+    import huggingface_hub, timm
+    from huggingface_hub import constants
+    from vitdash.sources import load_hub, load_timm
+    seen = []  # huggingface_hub's process-wide offline flag, as any other thread would see it mid-call
+
+    def spy(fn):
+        def call(*args, **kwargs):
+            seen.append(constants.HF_HUB_OFFLINE)
+            return fn(*args, **kwargs)
+        return call
+
+    timm.create_model = spy(timm.create_model)
+    huggingface_hub.snapshot_download = spy(huggingface_hub.snapshot_download)
+    start = time.monotonic()
+    timm_ckpt = load_timm("vit_tiny_patch16_224", pretrained=True)
+    hub_ckpt = load_hub("vitdash-test/tiny-vit")
+    print(f"{time.monotonic() - start:.1f}", "/".join(map(str, seen)),
+          float(timm_ckpt.tensors["blocks.0.attn.qkv.weight"].double().sum()),
+          float(hub_ckpt.tensors["blocks.0.attn.qkv.weight"].double().sum()))
+""")
+
+
+def test_hub_unreachable_loads_cached_copies_without_going_offline_process_wide(dead_endpoint, tmp_path, hf_model):
+    """With the Hub unreachable, what is in the local cache still loads (timm weights and Hub repositories),
+    through a per-call switch: huggingface_hub's process-wide offline flag, which other sessions' downloads
+    would see, stays as it was."""
+    import timm
+    from safetensors.torch import save_file
+
+    timm_weights = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("vit_tiny_patch16_224").state_dict().items()},
+              str(timm_weights))
+    hf_model.save_pretrained(tmp_path / "hf_folder")
+    hf_home = tmp_path / "hf"
+    _cache_repo(hf_home, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", {"model.safetensors": timm_weights})
+    _cache_repo(hf_home, "vitdash-test/tiny-vit", {p.name: p for p in (tmp_path / "hf_folder").iterdir()})
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_ENDPOINT": dead_endpoint, "HF_HOME": str(hf_home),
+           "HOME": str(tmp_path), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    done = subprocess.run([sys.executable, "-c", _CACHED_CALLS], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=150)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seconds, offline, timm_sum, hub_sum = done.stdout.split()
+    assert float(seconds) < 15 and offline == "False/False"
+    from safetensors.torch import load_file
+
+    assert float(timm_sum) == pytest.approx(float(load_file(timm_weights)["blocks.0.attn.qkv.weight"].double().sum()))
+    expected = load(tmp_path / "hf_folder").tensors["blocks.0.attn.qkv.weight"].double().sum()
+    assert float(hub_sum) == pytest.approx(float(expected))

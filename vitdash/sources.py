@@ -12,8 +12,9 @@ import os
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -78,8 +79,13 @@ def load_timm(name: str, pretrained: bool = False, **kwargs: Any) -> Checkpoint:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=5, cutoff=0.8)
         raise VitdashError(f"timm has no model named {name!r}" + (f"; close names: {', '.join(close)}" if close else ""))
-    with _hub_errors(f"timm weights for {name}"):
-        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    if pretrained:
+        with _hub_errors(f"timm weights for {name}") as offline:
+            # Offline, timm gets the file from the local cache: it has no per-call offline switch itself.
+            overlay = {"file": str(_cached_timm_weights(name))} if offline else None
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    else:
+        model = timm.create_model(name, pretrained=False, **kwargs)
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     patch_embed = getattr(model, "patch_embed", None)
@@ -97,11 +103,34 @@ def load_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
     """Download (or reuse from the local cache) a Hub repository's weights and configs."""
     from huggingface_hub import snapshot_download
 
-    with _hub_errors(f"Hugging Face Hub repository {repo_id}"):
+    with _hub_errors(f"Hugging Face Hub repository {repo_id}") as offline:
         folder = snapshot_download(
-            repo_id, revision=revision,
+            repo_id, revision=revision, local_files_only=offline,
             allow_patterns=["*.json", "*.safetensors", "pytorch_model*.bin", "*.npz"])
     return load(folder)
+
+
+def _cached_timm_weights(name: str) -> Path:
+    """A timm model's published weights from the local caches (the Hub's, then torch hub's), the way
+    timm would look for them: safetensors first, then its .bin, then the file behind its URL."""
+    from huggingface_hub import hf_hub_download
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        raise VitdashError(f"timm has no published weights for {name}")
+    if cfg.hf_hub_id:
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        for filename in dict.fromkeys(("model.safetensors", cfg.hf_hub_filename or "pytorch_model.bin")):
+            try:
+                return Path(hf_hub_download(repo, filename, revision=revision or None, local_files_only=True))
+            except (OSError, ValueError):  # (LocalEntryNotFoundError is both)
+                continue
+    if cfg.url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+        if cached.is_file():
+            return cached
+    raise FileNotFoundError(f"no copy of {name}'s weights in the local caches")
 
 
 def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
@@ -128,39 +157,34 @@ def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
     return bool(answered and answered[0])
 
 
-class _hub_errors:
-    """Turn any download failure (offline, 404, gated) into one clear sentence, within seconds.
+@contextmanager
+def _hub_errors(what: str) -> Iterator[bool]:
+    """Yields whether the call must stay offline, and turns any download failure (offline, 404, gated)
+    into one clear sentence, within seconds.
 
     huggingface_hub retries an unreachable host with backoff (about a minute per file) and waits on a
     server that accepts connections but never answers; a short probe decides first, and when the Hub does
-    not answer the call runs in huggingface_hub's offline mode: cached files still load, anything else
-    fails at once.
+    not answer (or HF_HUB_OFFLINE is set) the caller asks for cached files only, call by call: nothing
+    process-wide changes, so other sessions' downloads are not affected.
     """
+    from huggingface_hub import constants
 
-    def __init__(self, what: str):
-        self.what = what
-
-    def __enter__(self):
-        from huggingface_hub import constants
-
-        self._offline = constants.HF_HUB_OFFLINE
-        if not self._offline and not _hub_reachable(constants.ENDPOINT):
-            constants.HF_HUB_OFFLINE = True
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        from huggingface_hub import constants
-
-        constants.HF_HUB_OFFLINE = self._offline
-        if exc is None or isinstance(exc, VitdashError):
-            return False
-        if isinstance(exc, (OSError, RuntimeError, ValueError, ConnectionError)) or "huggingface_hub" in type(exc).__module__:
-            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise VitdashError(
-                f"could not get {self.what}: the Hub is unreachable or refused the request ({detail}). "
-                "Without network access, load the checkpoint from a file or folder on disk, or use a timm "
-                "architecture at initialization.") from None
-        return False
+    offline = constants.HF_HUB_OFFLINE or not _hub_reachable(constants.ENDPOINT)
+    try:
+        yield offline
+    except VitdashError:
+        raise
+    except Exception as exc:
+        if not (isinstance(exc, (OSError, RuntimeError, ValueError, ConnectionError))
+                or "huggingface_hub" in type(exc).__module__):
+            raise
+        if offline:
+            why = "the Hub is unreachable and no copy is in the local cache"
+        else:
+            why = f"the Hub request failed ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})"
+        raise VitdashError(
+            f"could not get {what}: {why}. Without network access, load the checkpoint from a file or folder "
+            "on disk, or use a timm architecture at initialization.") from None
 
 
 # ---- folders -------------------------------------------------------------------------------------------------
