@@ -5,9 +5,11 @@ import os
 
 import streamlit as st
 
+from ui.sidebar import configured_dirs
 from vitdash.errors import VitdashError
 from vitdash.figures.populations import (
     embedding_figure, layer_profile_figure, numeric_columns, prediction_figure, stat_scatter, zoo_frame)
+from vitdash.library import population_folders
 from vitdash.zoo import LAYER_FEATURES, audit_zoo, discover
 
 st.title("Model zoo")
@@ -15,7 +17,11 @@ st.caption("A population of checkpoints: the ViT Model Zoo layout (`pretraining/
            "`finetuning/<parent>/<model>` with `config.json`, `result.json`, `checkpoint_0000XY/checkpoints`) "
            "or any folder of checkpoint files and model folders.")
 
-folder = st.text_input("Population folder", key="zoo_dir", placeholder="/data/vit-model-zoo")
+suggested = [str(p) for p in population_folders(configured_dirs())]
+folder = st.text_input("Population folder", value=suggested[0] if suggested else "", key="zoo_dir",
+                       placeholder="/data/vit-model-zoo")
+if suggested:
+    st.caption("Library folders: " + " · ".join(f"`{p}`" for p in suggested))
 left, right = st.columns(2)
 workers = left.number_input("Worker processes", min_value=1, max_value=max(1, os.cpu_count() or 1), value=1,
                             key="zoo_workers")

@@ -29,3 +29,21 @@ def test_a_bad_folder_shows_an_error(tmp_path):
     at.text_input(key="zoo_dir").input(str(tmp_path / "nowhere")).run()
     at.button(key="zoo_run").click().run()
     assert any("is not a folder" in e for e in errors(at))
+
+
+def test_library_folders_are_suggested(tmp_path, monkeypatch):
+    """A folder of the team's library that holds several checkpoints is offered, ready to audit."""
+    import torch
+
+    from tests.tiny import tiny_vit
+
+    team = tmp_path / "team"
+    team.mkdir()
+    for i in range(2):
+        torch.save(tiny_vit().state_dict(), team / f"model{i}.pth")
+    monkeypatch.setenv("VITDASH_MODEL_DIRS", str(team))
+    monkeypatch.setenv("VITDASH_LIBRARY_DIR", str(tmp_path / "mine"))  # empty: not suggested
+    at = page_test("zoo.py").run()
+    assert not errors(at)
+    assert at.text_input(key="zoo_dir").value == str(team)
+    assert any(str(team) in c.value and "mine" not in c.value for c in at.caption)

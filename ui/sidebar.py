@@ -15,7 +15,7 @@ def _set(source: str) -> None:
     st.session_state.pop("upload_ckpt", None)
 
 
-def _configured_dirs():
+def configured_dirs():
     """`model_dirs` under `[vitdash]` in .streamlit/secrets.toml (a list or an os.pathsep string), if any."""
     try:
         return st.secrets.get("vitdash", {}).get("model_dirs")
@@ -58,7 +58,7 @@ def checkpoint_picker() -> None:
             if right.button("At init", key="open_demo_init"):
                 _open_entry(init)
         elif kind == "Library":
-            entries = {e.source: e for e in _library(_configured_dirs())}
+            entries = {e.source: e for e in _library(configured_dirs())}
             choice = st.selectbox("Model", list(entries), index=None, format_func=lambda s: entries[s].label,
                                   placeholder="Choose a checkpoint")
             if choice is not None and st.button("Open", key="open_library"):
@@ -90,7 +90,7 @@ def _upload() -> None:
         except VitdashError as e:
             st.error(str(e))
     if str(st.session_state.get(SOURCE_KEY, "")).endswith(f":{up.name}"):  # this upload opened fine
-        folder = save_dir(_configured_dirs())
+        folder = save_dir(configured_dirs())
         st.caption("Only this session sees the upload until you save it.")
         if st.button("Save to the library", key="save_upload", help=f"copies it into {folder}"):
             try:

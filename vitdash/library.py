@@ -80,6 +80,16 @@ def model_dirs(configured: str | Sequence[str] | None = None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
+def population_folders(configured: str | Sequence[str] | None = None) -> list[Path]:
+    """Folders that can be audited as a population (the Model zoo page's suggestions): the configured
+    model folders and the user's library, where they exist and hold more than one checkpoint."""
+    found = []
+    for d in [*model_dirs(configured), user_library_dir()]:
+        if d.is_dir() and len(scan_folder(d)) > 1:
+            found.append(d)
+    return list(dict.fromkeys(found))
+
+
 def user_library_dir() -> Path:
     """The user's own library: $VITDASH_LIBRARY_DIR, else $XDG_DATA_HOME/vitdash/models (~/.local/share)."""
     if os.environ.get("VITDASH_LIBRARY_DIR"):

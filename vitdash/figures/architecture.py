@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from statistics import median
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 _LABELS = {"patch_embed": "patch embedding", "tokens": "class/dist/register tokens", "pos_embed": "position embedding",
            "attention": "attention (q/k/v, out)", "mlp": "MLP", "norms": "norms", "layer_scale": "LayerScale",
@@ -31,7 +31,9 @@ def family_scatter(rows: Sequence[Mapping[str, Any]], params_m: float, gflops: f
             marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")),
             hovertemplate=f"{nearest}<extra>nearest</extra>"))
     fig.add_trace(go.Scatter(
-        x=[params_m], y=[gflops], mode="markers+text", name=label, text=[label], textposition="top center",
+        x=[params_m], y=[gflops], mode="markers+text", name=label, text=[label],
+        # The label grows towards the middle of the family, so that it stays inside the plot.
+        textposition="top right" if not rows or params_m < median(r["params_m"] for r in rows) else "top left",
         marker=dict(symbol="star", size=18, color="crimson", line=dict(width=1, color="black")),
         hovertemplate=f"{label}<br>%{{x:.3g}} M params<br>%{{y:.3g}} GFLOPs<extra>this checkpoint</extra>"))
     fig.update_layout(xaxis=dict(title="parameters (M)", type="log"), yaxis=dict(title="GFLOPs (GMACs)", type="log"),
@@ -40,16 +42,21 @@ def family_scatter(rows: Sequence[Mapping[str, Any]], params_m: float, gflops: f
 
 
 def breakdown_figure(params: Mapping[str, int], gflops: Mapping[str, float]) -> go.Figure:
-    """Where the parameters and the compute go, component by component (zero components left out)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "GFLOPs at native resolution"),
-                        horizontal_spacing=0.25)
-    for col, values, unit in ((1, params, "params"), (2, gflops, "GFLOPs")):
-        items = [(k, v) for k, v in values.items() if v]
-        total = sum(v for _, v in items) or 1
+    """Where the parameters and the compute go: each component's share of both, side by side on one
+    axis of component names (zero components left out; absolute values on hover)."""
+    components = [k for k in dict.fromkeys([*params, *gflops]) if params.get(k) or gflops.get(k)]
+    labels = [_LABELS.get(k, k) for k in components]
+    fig = go.Figure()
+    for values, name, unit, color in ((params, "parameters", "params", "#1f77b4"),
+                                      (gflops, "GFLOPs at native resolution", "GFLOPs", "#9ecae1")):
+        total = sum(values.values()) or 1
+        shares = [values.get(k, 0) / total for k in components]
         fig.add_trace(go.Bar(
-            x=[v for _, v in items], y=[_LABELS.get(k, k) for k, _ in items], orientation="h", showlegend=False,
-            text=[f"{v / total:.1%}" for _, v in items], textposition="auto",
-            hovertemplate="%{y}: %{x:,.4g} " + unit + "<extra></extra>"), row=1, col=col)
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), height=340)
+            x=shares, y=labels, orientation="h", name=name, marker_color=color,
+            customdata=[values.get(k, 0) for k in components], text=[f"{v:.1%}" if v else "" for v in shares],
+            textposition="outside", cliponaxis=False,
+            hovertemplate="%{y}: %{customdata:,.4g} " + unit + " (%{x:.1%})<extra></extra>"))
+    fig.update_layout(barmode="group", margin=dict(l=10, r=40, t=10, b=10), height=60 + 42 * len(components),
+                      xaxis=dict(title="share of the total", tickformat=".0%", range=[0, 1.05]),
+                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0))
     return fig

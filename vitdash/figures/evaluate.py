@@ -19,12 +19,19 @@ def accuracy_figure(result: EvalResult) -> go.Figure:
         values.append(result.reference_top1)
         colors.append(REFERENCE)
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
-                           textposition="outside"))
-    fig.add_hline(y=result.chance_top1, line_dash="dot", line_color=CHANCE,
-                  annotation_text=f"chance top-1 {result.chance_top1:.2%}")
+                           textposition="outside", showlegend=False))
+    _chance_line(fig, result.chance_top1, f"chance top-1 {result.chance_top1:.2%}")
     fig.update_layout(title=f"Accuracy on {result.n_images} images", yaxis=dict(title="accuracy", range=[0, 1.1],
-                      tickformat=".0%"), showlegend=False, height=360)
+                      tickformat=".0%"), height=360)
     return fig
+
+
+def _chance_line(fig: go.Figure, y: float, label: str) -> None:
+    """A dotted line at chance, named in the legend: a label on the line would sit on top of a bar's
+    or a curve's own label whenever the model is near chance, which is when it matters."""
+    fig.add_hline(y=y, line_dash="dot", line_color=CHANCE)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, line=dict(dash="dot", color=CHANCE)))
+    fig.update_layout(legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))
 
 
 def per_class_figure(result: EvalResult) -> go.Figure:
@@ -79,7 +86,7 @@ def fewshot_figure(result: FewShotResult) -> go.Figure:
         fig.add_trace(go.Scatter(x=shots, y=[r.random_init_accuracy_mean for r in result.results],
                                  name="random-init twin", mode="lines+markers", line_color=TWIN,
                                  error_y=dict(type="data", array=[r.random_init_accuracy_std for r in result.results])))
-    fig.add_hline(y=result.chance, line_dash="dot", line_color=CHANCE, annotation_text=f"chance {result.chance:.1%}")
+    _chance_line(fig, result.chance, f"chance {result.chance:.1%}")
     fig.update_layout(title=f"Linear few-shot probe, {result.n_classes} classes",
                       xaxis=dict(title="images per class (shots)", type="log", tickvals=shots),
                       yaxis=dict(title="mean per-class accuracy", range=[0, 1.05], tickformat=".0%"), height=380)
