@@ -191,6 +191,27 @@ def test_history_records_an_audit_of_the_demo(server, browser):
     page.close()
 
 
+def test_accuracy_check_runs_in_the_browser(server, browser):
+    """The demo on its digits, from the Run button to the charts (the chance line is in the legend)."""
+    url, log = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="domcontentloaded")
+    page.locator('[data-testid="stSidebar"]').wait_for(timeout=60_000)
+    _settle(page)
+    _pick_demo(page)
+    page.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(r"Does it perform\?$")).click()
+    _settle(page)
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_role("button", name="Run", exact=True).click()
+    _settle(page)
+    main.get_by_text("chance top-1").first.wait_for(timeout=120_000)
+    _settle(page)
+    _shot(page, "91-accuracy-check")
+    _no_exception(page, "running the accuracy check", log)
+    assert "Top-1" in main.inner_text()
+    page.close()
+
+
 def test_report_opens_offline(browser, demo_pair, tmp_path):
     from vitdash.report import generate
     from vitdash.sources import load

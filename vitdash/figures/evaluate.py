@@ -20,17 +20,17 @@ def accuracy_figure(result: EvalResult) -> go.Figure:
         colors.append(REFERENCE)
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
                            textposition="outside", showlegend=False))
-    _chance_line(fig, result.chance_top1, f"chance top-1 {result.chance_top1:.2%}")
+    _level_line(fig, result.chance_top1, f"chance top-1 {result.chance_top1:.2%}")
     fig.update_layout(title=f"Accuracy on {result.n_images} images", yaxis=dict(title="accuracy", range=[0, 1.1],
                       tickformat=".0%"), height=360)
     return fig
 
 
-def _chance_line(fig: go.Figure, y: float, label: str) -> None:
-    """A dotted line at chance, named in the legend: a label on the line would sit on top of a bar's
-    or a curve's own label whenever the model is near chance, which is when it matters."""
-    fig.add_hline(y=y, line_dash="dot", line_color=CHANCE)
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, line=dict(dash="dot", color=CHANCE)))
+def _level_line(fig: go.Figure, y: float, label: str, color: str = CHANCE, dash: str = "dot") -> None:
+    """A horizontal reference line named in the legend: a label on the line would sit on top of a bar's
+    or a curve's own label whenever the data come near it (a model near chance: when it matters)."""
+    fig.add_hline(y=y, line_dash=dash, line_color=color)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, line=dict(dash=dash, color=color)))
     fig.update_layout(legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))
 
 
@@ -39,8 +39,9 @@ def per_class_figure(result: EvalResult) -> go.Figure:
     rows = sorted((r for r in result.per_class if r["n"]), key=lambda r: r["top1"])
     fig = go.Figure(go.Bar(x=[r["class"] for r in rows], y=[r["top1"] for r in rows], marker_color=MEASURED,
                            customdata=[r["n"] for r in rows],
-                           hovertemplate="%{x}<br>top-1 %{y:.1%} of %{customdata} images<extra></extra>"))
-    fig.add_hline(y=result.top1, line_dash="dash", line_color=MEASURED, annotation_text="overall")
+                           hovertemplate="%{x}<br>top-1 %{y:.1%} of %{customdata} images<extra></extra>",
+                           showlegend=False))
+    _level_line(fig, result.top1, f"overall top-1 {result.top1:.1%}", MEASURED, "dash")
     fig.update_layout(title="Top-1 per class (worst first)", yaxis=dict(title="top-1", range=[0, 1.05],
                       tickformat=".0%"), height=400,
                       xaxis=dict(title="class", type="category", showticklabels=len(rows) <= 60))
@@ -86,7 +87,7 @@ def fewshot_figure(result: FewShotResult) -> go.Figure:
         fig.add_trace(go.Scatter(x=shots, y=[r.random_init_accuracy_mean for r in result.results],
                                  name="random-init twin", mode="lines+markers", line_color=TWIN,
                                  error_y=dict(type="data", array=[r.random_init_accuracy_std for r in result.results])))
-    _chance_line(fig, result.chance, f"chance {result.chance:.1%}")
+    _level_line(fig, result.chance, f"chance {result.chance:.1%}")
     fig.update_layout(title=f"Linear few-shot probe, {result.n_classes} classes",
                       xaxis=dict(title="images per class (shots)", type="log", tickvals=shots),
                       yaxis=dict(title="mean per-class accuracy", range=[0, 1.05], tickformat=".0%"), height=380)
