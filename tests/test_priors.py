@@ -46,6 +46,9 @@ def _timm_vit(weight_init: str = "", **kw):
     args = dict(img_size=32, patch_size=8, embed_dim=96, depth=2, num_heads=3, num_classes=100,
                 weight_init=weight_init)
     args.update(kw)
+    # A fixed draw, whatever ran before: torch's trunc_normal_ puts about one entry in 2**24 on its absolute
+    # bound (erfinv(-1), clamped), 100 std out, which a std check on the whole tensor rightly rejects.
+    torch.manual_seed(0)
     return VisionTransformer(**args)
 
 

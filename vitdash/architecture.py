@@ -49,7 +49,7 @@ class ArchSpec:
     norm_type: str  # 'layernorm' or 'rmsnorm'
     norm_eps: float
     layer_scale: bool
-    global_pool: str  # 'token' or 'avg'
+    global_pool: str  # 'token', 'avg' or 'map' (timm's attention pooling: attn_pool.*)
     fc_norm: bool
     pre_norm: bool
     final_norm: bool
@@ -62,6 +62,9 @@ class ArchSpec:
     heads_evidence: dict[str, Any] = field(default_factory=dict)
     proj_bias: bool = True
     mlp_bias: bool = True
+    # The 'map' pooling head (timm's AttentionPoolLatent; its heads are the blocks'): 0 when there is none.
+    pool_latent_len: int = 0  # learned queries (attn_pool.latent); timm pools the first one's output
+    pool_mlp_hidden: int = 0  # hidden width of the pool's MLP (attn_pool.mlp.fc1)
 
     @property
     def attn_dim(self) -> int:
@@ -70,6 +73,9 @@ class ArchSpec:
     @property
     def pooling(self) -> str:
         """Pooling in words: what feeds the head."""
+        if self.global_pool == "map":
+            queries = "a learned query" if self.pool_latent_len == 1 else f"{self.pool_latent_len} learned queries"
+            return f"attention pooling (MAP): {queries} attending over the patch tokens"
         if self.global_pool == "avg":
             return "average of patch tokens" + (" + fc_norm" if self.fc_norm else "")
         return "class token"
@@ -390,10 +396,8 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
                                                        head_candidates, notes)
 
     has_fc_norm = "fc_norm.weight" in names
-    global_pool = "avg" if has_fc_norm or not has_cls else "token"
-    if any(k.startswith("attn_pool.") for k in ckpt.unmapped_keys):
-        notes.append("the file has an attention-pooling head (attn_pool.*, SigLIP-style 'map' pooling) that is not "
-                     "part of the canonical model: pooling shown is the backbone's")
+    has_pool = "attn_pool.latent" in names
+    global_pool = "map" if has_pool else ("avg" if has_fc_norm or not has_cls else "token")
     num_classes = t.shape("head.weight")[0] if "head.weight" in names else 0
     representation = t.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in names else 0
     return ArchSpec(
@@ -433,4 +437,6 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         heads_evidence=heads_evidence,
         proj_bias="blocks.0.attn.proj.bias" in names,
         mlp_bias="blocks.0.mlp.fc1.bias" in names,
+        pool_latent_len=t.shape("attn_pool.latent")[1] if has_pool else 0,
+        pool_mlp_hidden=t.shape("attn_pool.mlp.fc1.weight")[0] if "attn_pool.mlp.fc1.weight" in names else 0,
     )

@@ -4,8 +4,9 @@ GFLOPs follow the convention of timm's and fvcore's published tables (and most V
 multiply-accumulate counts as one FLOP, so "17.6 GFLOPs" for ViT-B/16 at 224 px means 17.6e9 MACs.
 Multiply by 2 for FLOPs that count the multiply and the add separately (what
 `torch.utils.flop_counter` reports). Only matrix products are counted (patch projection, q/k/v and
-output projections, attention scores and mixing, MLP, head); norms, softmax, activations and
-residual adds are a fraction of a percent and are left out, as fvcore's defaults leave most of them.
+output projections, attention scores and mixing, MLP, the attention-pooling head of 'map' models,
+head); norms, softmax, activations and residual adds are a fraction of a percent and are left out, as
+fvcore's defaults leave most of them.
 """
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ from vitdash.checkpoint import Checkpoint
 CONVENTION = ("GFLOPs = 10^9 multiply-accumulates (1 MAC = 1 FLOP, the timm/fvcore convention of published "
               "ViT tables); matrix products only. Double it for FLOPs counting multiplies and adds separately.")
 
-PARAM_COMPONENTS = ("patch_embed", "tokens", "pos_embed", "attention", "mlp", "norms", "layer_scale", "head")
-MAC_COMPONENTS = ("patch_embed", "attention_proj", "attention_matrix", "mlp", "head")
+PARAM_COMPONENTS = ("patch_embed", "tokens", "pos_embed", "attention", "mlp", "norms", "layer_scale", "attn_pool",
+                    "head")
+MAC_COMPONENTS = ("patch_embed", "attention_proj", "attention_matrix", "mlp", "attn_pool", "head")
 
 # Canonical (timm) tensor name -> component; the first matching rule wins.
 _PARAM_RULES = [(re.compile(p), c) for p, c in (
     (r"patch_embed\.", "patch_embed"),
     (r"(cls_token|dist_token|reg_token)$", "tokens"),
     (r"pos_embed$", "pos_embed"),
+    (r"attn_pool\.", "attn_pool"),
     (r"blocks\.\d+\.attn\.(q_norm|k_norm)\.", "norms"),
     (r"blocks\.\d+\.attn\.", "attention"),
     (r"blocks\.\d+\.mlp\.", "mlp"),
@@ -61,6 +64,10 @@ def spec_params(arch: ArchSpec) -> dict[str, int]:
     if arch.representation_size:
         head += d * arch.representation_size + arch.representation_size
     qk_norm = 2 * (2 * arch.head_dim if arch.norm_type == "layernorm" else arch.head_dim) if arch.qk_norm else 0
+    ph = arch.pool_mlp_hidden
+    # timm's AttentionPoolLatent: latent queries, q (d -> d), kv (d -> 2d), proj (d -> d), norm, MLP; all with biases.
+    attn_pool = (arch.pool_latent_len * d + (d * d + d) + (2 * d * d + 2 * d) + (d * d + d) + norm
+                 + (d * ph + ph) + (ph * d + d)) if arch.global_pool == "map" else 0
     return {
         "patch_embed": d * arch.in_chans * arch.patch_size ** 2 + (d if arch.patch_bias else 0),
         "tokens": arch.num_prefix_tokens * d,
@@ -70,6 +77,7 @@ def spec_params(arch: ArchSpec) -> dict[str, int]:
         "norms": depth * (2 * norm + qk_norm) + norm * (int(arch.final_norm and not arch.fc_norm) + int(arch.fc_norm)
                                                        + int(arch.pre_norm)),
         "layer_scale": depth * 2 * d if arch.layer_scale else 0,
+        "attn_pool": attn_pool,
         "head": head,
     }
 
@@ -91,8 +99,19 @@ def macs_by_component(arch: ArchSpec, img_size: tuple[int, int] | None = None) -
         "attention_proj": arch.depth * (n * d * 3 * a + n * a * d),
         "attention_matrix": arch.depth * 2 * n * n * a,
         "mlp": arch.depth * (n * d * fc1_out + n * hidden * d),
+        "attn_pool": _attn_pool_macs(arch, patches),
         "head": head,
     }
+
+
+def _attn_pool_macs(arch: ArchSpec, patches: int) -> int:
+    """timm's AttentionPoolLatent on the patch tokens (prefix tokens are dropped before it): keys and values
+    of every patch, then q, scores, mixing, projection and MLP for the latent queries only."""
+    if arch.global_pool != "map":
+        return 0
+    d, latents = arch.embed_dim, arch.pool_latent_len
+    return (patches * d * 2 * d  # kv
+            + latents * (d * d + 2 * patches * d + d * d + 2 * d * arch.pool_mlp_hidden))  # q, attn, proj, mlp
 
 
 @dataclass

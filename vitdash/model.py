@@ -33,6 +33,13 @@ def _attention_layer(head_dim: int, embed_dim: int, num_heads: int):
     return WideAttention
 
 
+def _mlp_ratio(hidden: int, dim: int) -> float:
+    """A ratio that timm turns back into `hidden`: it builds int(dim * ratio) units, and hidden / dim can
+    come back a hair below the integer (1408 * (15 / 1408) = 14.999...), which would drop a unit."""
+    ratio = hidden / dim
+    return ratio if int(dim * ratio) == hidden else (hidden + 0.5) / dim
+
+
 def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -> dict[str, Any]:
     """The `VisionTransformer(...)` arguments that reproduce this architecture exactly."""
     from functools import partial
@@ -49,7 +56,7 @@ def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -
         embed_dim=arch.embed_dim,
         depth=arch.depth,
         num_heads=arch.num_heads,
-        mlp_ratio=arch.mlp_hidden / arch.embed_dim,
+        mlp_ratio=_mlp_ratio(arch.mlp_hidden, arch.embed_dim),
         qkv_bias=arch.qkv_bias,
         proj_bias=arch.proj_bias,
         qk_norm=arch.qk_norm,
@@ -65,7 +72,8 @@ def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -
         dynamic_img_size=True,
     )
     if arch.mlp_type == "swiglu":
-        kwargs.update(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU, mlp_ratio=2 * arch.mlp_hidden / arch.embed_dim)
+        kwargs.update(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU,
+                      mlp_ratio=_mlp_ratio(2 * arch.mlp_hidden, arch.embed_dim))
     return kwargs
 
 
@@ -77,7 +85,28 @@ def _instantiate(arch: ArchSpec, weight_init: str = "skip") -> nn.Module:
     kwargs = timm_kwargs(arch)
     if arch.has_dist_token:
         kwargs["class_token"] = True  # the distilled class adds its own token on top
-    return cls(weight_init=weight_init, **kwargs)
+    model = cls(weight_init=weight_init, **kwargs)
+    if arch.global_pool == "map":
+        _fit_attention_pool(model, arch, kwargs["norm_layer"], weight_init)
+    return model
+
+
+def _fit_attention_pool(model: nn.Module, arch: ArchSpec, norm_layer: Any, weight_init: str) -> None:
+    """timm's VisionTransformer builds a 'map' pool with one latent query and the blocks' MLP ratio; a pool
+    with other sizes (more queries, its own MLP width) is rebuilt in place, with the same norm, activation,
+    heads and init as timm's own."""
+    from timm.layers import AttentionPoolLatent
+    from timm.models import named_apply
+    from timm.models.vision_transformer import get_init_weights_vit
+
+    pool = model.attn_pool
+    if pool.latent_len == arch.pool_latent_len and pool.mlp.fc1.out_features == arch.pool_mlp_hidden:
+        return
+    model.attn_pool = AttentionPoolLatent(
+        arch.embed_dim, num_heads=arch.num_heads, mlp_ratio=_mlp_ratio(arch.pool_mlp_hidden, arch.embed_dim),
+        latent_len=arch.pool_latent_len, norm_layer=norm_layer, act_layer=type(pool.mlp.act))
+    if weight_init != "skip":
+        named_apply(get_init_weights_vit(weight_init), model.attn_pool, name="attn_pool", include_root=True)
 
 
 class PreLogitsHead(nn.Sequential):

@@ -6,7 +6,9 @@ and checks its tensors against these priors, so a change in a library cannot sil
 
 Schemes (the library code each one mirrors):
 - `timm`: `init_weights_vit_timm`: Linear trunc_normal(std .02) with zero bias; the patch Conv2d keeps
-  PyTorch's default; pos_embed trunc_normal(.02); cls/reg tokens normal(1e-6); dist token trunc_normal(.02).
+  PyTorch's default; pos_embed trunc_normal(.02); cls/reg tokens normal(1e-6); dist token trunc_normal(.02);
+  the 'map' pool's latent queries `AttentionPoolLatent.init_weights`: trunc_normal_tf_(std=width ** -0.5),
+  cut at 2 std (its Linears are Linears: trunc_normal(.02) here, xavier in `timm_jax`).
 - `timm_jax`: `init_weights_vit_jax`: Linear xavier_uniform (mlp biases normal(1e-6), others 0), head
   zeros, patch Conv2d lecun_normal (a normal truncated at 2 std).
 - `torchvision`: `VisionTransformer.__init__`: conv_proj trunc_normal(sqrt(1/fan_in)), class token 0,
@@ -163,9 +165,13 @@ def _trunc(std: float, lo: float = -2.0, hi: float = 2.0) -> Prior:
     return Prior("truncnormal", std, lo, hi)
 
 
-def _lecun(fan_in: int) -> Prior:
-    std = math.sqrt(1.0 / fan_in) / _TRUNC2_STD
+def _trunc_tf(std: float) -> Prior:
+    """timm's trunc_normal_tf_ cuts a standard normal at +-2, then scales: bounds at 2 std."""
     return Prior("truncnormal", std, -2 * std, 2 * std)
+
+
+def _lecun(fan_in: int) -> Prior:
+    return _trunc_tf(math.sqrt(1.0 / fan_in) / _TRUNC2_STD)
 
 
 def _uniform(bound: float) -> Prior:
@@ -185,11 +191,14 @@ def _xavier_uniform(fan_in: int, fan_out: int) -> Prior:
     return _uniform(math.sqrt(6.0 / (fan_in + fan_out)))
 
 
-_LINEARS = ("qkv", "q", "k", "v", "attn_proj", "fc1", "fc2", "pre_logits", "linear", "head", "patch_embed", "conv")
+_LINEARS = ("qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "pre_logits", "linear", "head", "patch_embed",
+            "conv")
 _TOKENS = ("cls_token", "reg_token", "dist_token")
 
 
-def _timm(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+def _timm(role: str, param: str, fan_in: int, fan_out: int, width: int = 1, **_: Any) -> Prior | None:
+    if role == "latent":
+        return _trunc_tf(width ** -0.5)
     if role == "patch_embed":
         return _torch_default(fan_in)
     if role in _LINEARS:
@@ -201,7 +210,7 @@ def _timm(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior |
     return None
 
 
-def _timm_jax(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+def _timm_jax(role: str, param: str, fan_in: int, fan_out: int, **kw: Any) -> Prior | None:
     if role == "patch_embed":
         return _lecun(fan_in) if param == "weight" else _const(0.0)
     if role == "head":
@@ -210,7 +219,7 @@ def _timm_jax(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Pri
         if param == "weight":
             return _xavier_uniform(fan_in, fan_out)
         return _normal(1e-6) if role in ("fc1", "fc2") else _const(0.0)  # 'mlp' in the module name
-    return _timm(role, param, fan_in, fan_out)
+    return _timm(role, param, fan_in, fan_out, **kw)
 
 
 def _torchvision(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
@@ -259,7 +268,7 @@ def _pytorch(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prio
 
 
 def _model_zoo(kind: str):
-    def scheme(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
+    def scheme(role: str, param: str, fan_in: int, fan_out: int, **kw: Any) -> Prior | None:
         if role in _LINEARS:
             if param != "weight":
                 return _const(0.01)
@@ -270,7 +279,7 @@ def _model_zoo(kind: str):
             if kind == "xavier_uniform":
                 return _xavier_uniform(fan_in, fan_out)
             return _normal(math.sqrt(2.0 / (fan_in + fan_out)))
-        return _timm(role, param, fan_in, fan_out)
+        return _timm(role, param, fan_in, fan_out, **kw)
     return scheme
 
 
@@ -295,13 +304,15 @@ def fans(role: str, shape: tuple[int, ...]) -> tuple[int, int]:
 
 def scheme_prior(scheme: str, role: str, param: str, shape: tuple[int, ...], *,
                  weight_shape: tuple[int, ...] | None = None, initializer_range: float = 0.02) -> Prior | None:
-    """The prior one scheme gives a tensor; biases take their fans from their weight's shape."""
+    """The prior one scheme gives a tensor; biases take their fans from their weight's shape, token-like
+    tensors (the pool's latent queries) their scale from their width."""
     if role in ("norm",):
         return _const(1.0) if param == "weight" else _const(0.0)
     if role == "layerscale":
         return None  # a constant, but its value (init_values / layerscale_value) is per model
     fan_in, fan_out = fans(role, tuple(weight_shape) if weight_shape is not None else tuple(shape))
-    p = _SCHEME_FNS[scheme](role, param, fan_in, fan_out, initializer_range=initializer_range)
+    p = _SCHEME_FNS[scheme](role, param, fan_in, fan_out, initializer_range=initializer_range,
+                            width=shape[-1] if shape else 1)
     return None if p is None else Prior(p.family, p.scale, p.lo, p.hi, (scheme,))
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-ROLES = ("patch_embed", "pos_embed", "cls_token", "dist_token", "reg_token", "mask_token",
-         "qkv", "q", "k", "v", "attn_proj", "fc1", "fc2", "norm", "layerscale",
+ROLES = ("patch_embed", "pos_embed", "cls_token", "dist_token", "reg_token", "mask_token", "latent",
+         "qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "norm", "layerscale",
          "pre_logits", "head", "linear", "conv", "other")
 # Roles whose values can show structure no i.i.d. init has (spectra, spatial similarity, smoothness).
-MATRIX_ROLES = ("patch_embed", "qkv", "q", "k", "v", "attn_proj", "fc1", "fc2", "pre_logits", "head",
+MATRIX_ROLES = ("patch_embed", "qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "pre_logits", "head",
                 "linear", "conv")
 TOKEN_ROLES = ("cls_token", "dist_token", "reg_token", "mask_token", "pos_embed")
 
@@ -56,6 +56,13 @@ _BLOCK_SLOTS = [
     (r"ls1|ls2", "layerscale"),
 ]
 _TOP = [
+    # The 'map' pooling head (timm's AttentionPoolLatent): one group, read like a block without its own index.
+    (r"attn_pool\.q", "q"),
+    (r"attn_pool\.kv", "kv"),
+    (r"attn_pool\.proj", "attn_proj"),
+    (r"attn_pool\.norm", "norm"),
+    (r"attn_pool\.mlp\.fc1", "fc1"),
+    (r"attn_pool\.mlp\.fc2", "fc2"),
     (r"patch_embed\.proj", "patch_embed"),
     (r"patch_embed\.norm|norm_pre|norm|fc_norm", "norm"),
     (r"pre_logits\.fc", "pre_logits"),
@@ -67,6 +74,8 @@ def canonical_role(name: str, shape: tuple[int, ...]) -> TensorRole:
     """Role of a tensor named as in timm's VisionTransformer state dict."""
     if name in ("cls_token", "dist_token", "reg_token", "pos_embed", "mask_token"):
         return TensorRole(name, name, "value", None, name, name, matters=name != "mask_token")
+    if name == "attn_pool.latent":  # the pool's learned queries: a token, initialized as one
+        return TensorRole(name, "latent", "value", None, name, "attn_pool")
     m = re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias|gamma)", name)
     if m:
         block, module, param = int(m.group(1)), m.group(2), m.group(3)

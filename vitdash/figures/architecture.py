@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 _LABELS = {"patch_embed": "patch embedding", "tokens": "class/dist/register tokens", "pos_embed": "position embedding",
            "attention": "attention (q/k/v, out)", "mlp": "MLP", "norms": "norms", "layer_scale": "LayerScale",
            "head": "head", "other": "other", "attention_proj": "attention projections",
-           "attention_matrix": "attention scores + mixing (N^2)"}
+           "attention_matrix": "attention scores + mixing (N^2)", "attn_pool": "attention pooling (MAP)"}
 
 
 def family_scatter(rows: Sequence[Mapping[str, Any]], params_m: float, gflops: float, label: str,

@@ -1,4 +1,5 @@
-"""timm's own names (also DeiT, DeiT III `gamma_N`, and the original DINOv2 repo's keys)."""
+"""timm's own names (also DeiT, DeiT III `gamma_N`, the original DINOv2 repo's keys, and the attention-pooling
+head `attn_pool.*` of SigLIP-style 'map' models, exactly the parts timm's VisionTransformer builds)."""
 from __future__ import annotations
 
 from vitdash.layouts import Canon, rename_by_rules
@@ -17,6 +18,9 @@ _RULES = [
     (r"blocks\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
     (r"blocks\.(\d+)\.mlp\.w12\.(weight|bias)", r"blocks.\1.mlp.fc1.\2"),  # DINOv2 SwiGLU
     (r"blocks\.(\d+)\.mlp\.w3\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+    (r"attn_pool\.latent", r"attn_pool.latent"),
+    (r"attn_pool\.(q|kv|proj|norm)\.(weight|bias)", r"attn_pool.\1.\2"),
+    (r"attn_pool\.mlp\.(fc1|fc2)\.(weight|bias)", r"attn_pool.mlp.\1.\2"),
 ]
 
 
