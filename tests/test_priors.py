@@ -133,3 +133,21 @@ def test_prior_moments_and_quantiles():
     assert u.std == pytest.approx(0.5 / math.sqrt(3))
     labels = {p.label for p in P.priors_for("qkv", "weight", (192, 64))}
     assert "trunc_normal(std=0.02, [-2, 2])" in labels and len(labels) >= 5
+
+
+def test_entries_the_init_clamped_onto_a_far_bound_are_left_out():
+    """torch's trunc_normal_ clamps erfinv(-1) = -inf onto its bound (about one entry in 2**24): at timm's
+    absolute -2 for std 0.02 that entry is 100 std out, and must not make timm's own init miss its prior."""
+    from vitdash import signals as S
+
+    x = torch.randn(2, 32768, generator=torch.Generator().manual_seed(0)) * 0.02
+    x[0, 123] = -2.0  # trunc_normal_(std=.02) when its uniform draw is exactly -1
+    prior = P.Prior("truncnormal", 0.02, -2.0, 2.0)
+    moms = S.moments_many(list(x), x)
+    kw = dict(numel=[m.sampled for m in moms], mean=[m.mean for m in moms], std=[m.std for m in moms],
+              constant=[m.constant for m in moms])
+    samples = P.sample_sorted(x)
+    assert [f.matches for f in P.fit_many(prior, samples, **kw)] == [False, True]  # the std is 15% off
+    assert [f.matches for f in P.fit_many(prior, samples, **kw, entries=x)] == [True, True]
+    wide = P.Prior("normal", 0.02)  # not truncated: nothing is left out
+    assert [f.matches for f in P.fit_many(wide, samples, **kw, entries=x)] == [False, True]

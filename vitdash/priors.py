@@ -371,8 +371,24 @@ def fit(prior: Prior, sample: torch.Tensor, *, numel: int, mean: float, std: flo
     return fit_many(prior, sample[None], numel=[numel], mean=[mean], std=[std], constant=[constant])[0]
 
 
+def _without_clamped(prior: Prior, entries: torch.Tensor, mean: Sequence[float],
+                     std: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Mean and std of each row of `entries` leaving out values exactly on a truncated normal's far
+    bounds: torch's trunc_normal_ puts about one entry in 2**24 there (erfinv(-1) clamped to the bound),
+    which at timm's absolute +-2 for std 0.02 is 100 std out and alone would move the std by percents."""
+    if prior.family != "truncnormal" or min(-prior.lo, prior.hi) < 6 * prior.scale:
+        return list(mean), list(std)
+    clamped = (entries == prior.lo) | (entries == prior.hi)  # (the bound in the entries' own precision)
+    hits = clamped.any(-1).tolist()
+    mean, std = list(mean), list(std)
+    for i in (i for i, hit in enumerate(hits) if hit):
+        kept = entries[i][~clamped[i]].double()
+        mean[i], std[i] = float(kept.mean()), float(kept.std(correction=0))
+    return mean, std
+
+
 def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean: Sequence[float],
-             std: Sequence[float], constant: Sequence[bool]) -> list[PriorFit]:
+             std: Sequence[float], constant: Sequence[bool], entries: torch.Tensor | None = None) -> list[PriorFit]:
     """KS and Wasserstein-1 of each row of `samples` (B, n), sorted rows, against one prior; the
     tensors' `std` and `mean` come from `numel` entries (all of them, or the larger sample the moments
     use). A whole group of same-shaped tensors (the blocks' qkv weights, ...) takes one CDF evaluation:
@@ -381,6 +397,8 @@ def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean:
     A match needs all three: a KS distance below its 0.1% critical value, a std within 4 standard
     errors of the prior's (the error of a std estimate from `numel` draws of this prior), and a mean
     within 4 standard errors of 0 (or, for a constant prior, all entries equal to the constant).
+    `entries` (B, numel), the values `mean` and `std` come from: against a truncated normal, values
+    clamped onto its bounds by the init itself are left out of both.
     """
     if prior.family == "constant":
         tol = 1e-3 * abs(prior.scale) + 1e-12  # fp16/bf16 checkpoints round init constants
@@ -392,6 +410,8 @@ def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean:
     i = torch.arange(1, n + 1, dtype=torch.float64)
     kss = torch.maximum(i / n - cdf, cdf - (i - 1) / n).amax(-1).tolist()
     w1s = (samples - _quantiles(prior, n)).abs().mean(-1).tolist()
+    if entries is not None:
+        mean, std = _without_clamped(prior, entries, mean, std)
     pstd = prior.std
     ks_critical = 1.95 / math.sqrt(n) + 0.01
     fits = []

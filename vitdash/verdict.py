@@ -192,7 +192,8 @@ def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...
     priors = P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
                           initializer_range=init_range)
     per_prior = [P.fit_many(p, samples, numel=[m.sampled for m in moms], mean=[m.mean for m in moms],
-                            std=[m.std for m in moms], constant=[m.constant for m in moms]) for p in priors]
+                            std=[m.std for m in moms], constant=[m.constant for m in moms], entries=entries)
+                 for p in priors]
     return [(mom, sample, sorted((fits[j] for fits in per_prior), key=lambda f: (not f.matches, f.ks, f.wasserstein)))
             for j, (mom, sample) in enumerate(zip(moms, samples))]
 
