@@ -9,6 +9,7 @@ first is marked `heads_inferred`.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,9 @@ class ArchSpec:
     # The 'map' pooling head (timm's AttentionPoolLatent; its heads are the blocks'): 0 when there is none.
     pool_latent_len: int = 0  # learned queries (attn_pool.latent); timm pools the first one's output
     pool_mlp_hidden: int = 0  # hidden width of the pool's MLP (attn_pool.mlp.fc1)
+    # The MLPs' activation in timm's names (get_act_layer): SigLIP's tanh GELU or CLIP's quick GELU compute other
+    # features than the exact GELU, and shapes cannot tell them apart.
+    act: str = "gelu"
 
     @property
     def attn_dim(self) -> int:
@@ -121,15 +125,53 @@ def timm_name(meta: dict[str, Any]) -> str | None:
     return None
 
 
-def _timm_num_heads(name: str) -> int | None:
+@functools.lru_cache(maxsize=16)
+def _timm_block(name: str) -> torch.nn.Module | None:
+    """The first block of timm's definition of `name`, on the meta device (no memory, no weights)."""
     import timm
 
     if not timm.is_model(name):
         return None
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False)
-    attn = getattr(getattr(model, "blocks", [None])[0], "attn", None)
-    return getattr(attn, "num_heads", None)
+    return getattr(model, "blocks", [None])[0]
+
+
+def _timm_num_heads(name: str) -> int | None:
+    return getattr(getattr(_timm_block(name), "attn", None), "num_heads", None)
+
+
+# ---- activation --------------------------------------------------------------------------------------------
+
+# transformers' `hidden_act` -> timm's name; gelu_new and gelu_fast are the tanh approximation written out.
+_HF_ACTS = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh",
+            "quick_gelu": "quick_gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
+
+
+def _timm_act(name: str) -> str | None:
+    """The activation timm's definition of `name` builds, in timm's own name for it."""
+    from timm.layers import get_act_layer
+
+    act = getattr(getattr(_timm_block(name), "mlp", None), "act", None)
+    if act is None:
+        return None
+    if isinstance(act, torch.nn.GELU):  # timm's default, one class for both functions
+        return "gelu_tanh" if act.approximate == "tanh" else "gelu"
+    return next((n for n in sorted(set(_HF_ACTS.values())) if get_act_layer(n) is type(act)), None)
+
+
+def _activation(meta: dict[str, Any], notes: list[str]) -> str:
+    """From config.json's `hidden_act` (or the one a layout read from a nested vision config), else timm's
+    definition of the named model, else the exact GELU of most ViTs."""
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    hidden_act = meta.get("hidden_act") or config.get("hidden_act")
+    if isinstance(hidden_act, str):
+        if hidden_act in _HF_ACTS:
+            return _HF_ACTS[hidden_act]
+        notes.append(f"the config's activation {hidden_act!r} has no timm equivalent here: GELU assumed")
+        return "gelu"
+    name = timm_name(meta)
+    return (_timm_act(name) if name else None) or "gelu"
 
 
 # ---- heads from trained weights ----------------------------------------------------------------------------
@@ -400,6 +442,7 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
     global_pool = "map" if has_pool else ("avg" if has_fc_norm or not has_cls else "token")
     num_classes = t.shape("head.weight")[0] if "head.weight" in names else 0
     representation = t.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in names else 0
+    act = "silu" if mlp_type == "swiglu" else _activation(meta, notes)
     return ArchSpec(
         embed_dim=embed_dim,
         depth=depth,
@@ -439,4 +482,5 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         mlp_bias="blocks.0.mlp.fc1.bias" in names,
         pool_latent_len=t.shape("attn_pool.latent")[1] if has_pool else 0,
         pool_mlp_hidden=t.shape("attn_pool.mlp.fc1.weight")[0] if "attn_pool.mlp.fc1.weight" in names else 0,
+        act=act,
     )

@@ -49,6 +49,9 @@ class TensorStore(Mapping[str, torch.Tensor]):
     def __getitem__(self, name: str) -> torch.Tensor:
         return self._loaders[name]()
 
+    def __contains__(self, name: object) -> bool:  # (Mapping's default would load the tensor to find out)
+        return name in self._loaders
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._loaders)
 

@@ -69,6 +69,7 @@ def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -
         fc_norm=arch.fc_norm,
         norm_layer=norm,
         attn_layer=_attention_layer(arch.head_dim, arch.embed_dim, arch.num_heads),
+        act_layer=arch.act,
         dynamic_img_size=True,
     )
     if arch.mlp_type == "swiglu":

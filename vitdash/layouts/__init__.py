@@ -97,9 +97,9 @@ def strip_wrappers(src: TensorStore) -> tuple[TensorStore, list[str]]:
 
 
 def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Detected | None:
-    from vitdash.layouts import hf, lucidrains, mha_custom, supergradients, timm_layout, torchvision_layout
+    from vitdash.layouts import hf, lucidrains, mha_custom, siglip_hf, supergradients, timm_layout, torchvision_layout
 
-    for module in (timm_layout, torchvision_layout, hf, lucidrains, supergradients, mha_custom):
+    for module in (timm_layout, torchvision_layout, hf, siglip_hf, lucidrains, supergradients, mha_custom):
         canon = module.convert(src, meta)
         if canon is not None:
             layout = module.NAME

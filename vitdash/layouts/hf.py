@@ -31,6 +31,16 @@ _QKV = [("attention.attention.query", "attention.attention.key", "attention.atte
         ("attention.q_proj", "attention.k_proj", "attention.v_proj")]
 
 
+def fuse_qkv(canon: Canon, layer: str, block: int | str, names: list[tuple[str, str, str]]) -> None:
+    """timm's fused `attn.qkv` (rows q, then k, then v) from separate projections under `layer`, for
+    whichever (q, k, v) naming of `names` the block uses (Hugging Face models name them several ways)."""
+    for q, k, v in names:
+        for kind in ("weight", "bias"):
+            keys = [f"{layer}{n}.{kind}" for n in (q, k, v)]
+            if all(key in canon.src for key in keys):
+                canon.concat(f"blocks.{block}.attn.qkv.{kind}", keys)
+
+
 def convert(src, meta) -> Canon | None:
     patch = next((k for k in src if re.fullmatch(_P + r"embeddings\.patch_embeddings\.projection\.weight", k)), None)
     if patch is None:
@@ -40,11 +50,7 @@ def convert(src, meta) -> Canon | None:
     layers = sorted({m.group(0) for k in src if (m := re.match(_L, k))})
     for layer in layers:
         i = re.match(_L, layer).group(1)
-        for q, k, v in _QKV:
-            for kind in ("weight", "bias"):
-                names = [f"{layer}{n}.{kind}" for n in (q, k, v)]
-                if all(n in src for n in names):
-                    canon.concat(f"blocks.{i}.attn.qkv.{kind}", names)
+        fuse_qkv(canon, layer, i, _QKV)
         gate, up = f"{layer}mlp.gate_proj", f"{layer}mlp.up_proj"
         for kind in ("weight", "bias"):
             if f"{gate}.{kind}" in src:  # transformers 5 SwiGLU -> timm's packed fc1 (gate first)
