@@ -20,8 +20,8 @@ VIEWS = {
     "heads": "All heads of a layer",
     "grad": "Gradient rollout for a class",
 }
-SOURCE_NAMES = {"cls": "class token", "dist": "distillation token", "registers": "mean of registers",
-                "patches": "mean of patches"}
+SOURCE_NAMES = {"pool": "attention pool's query", "cls": "class token", "dist": "distillation token",
+                "registers": "mean of registers", "patches": "mean of patches"}
 
 
 @st.cache_resource(max_entries=2, show_spinner="Building the model...")
@@ -125,7 +125,8 @@ st.subheader("View")
 c1, c2, c3 = st.columns(3)
 view = c1.radio("What to show", list(VIEWS), format_func=VIEWS.get, key="attn_view")
 source = c2.selectbox("Seen from", layout.available_sources, format_func=SOURCE_NAMES.get, key="attn_source",
-                      help="whose attention row is shown: the class token by default")
+                      help="whose attention row is shown: by default what feeds the head (the attention "
+                           "pool's query, else the class token, else all patches)")
 with c3:
     other_size = st.checkbox("Other input resolution", key="attn_other_size",
                              help="position embeddings are interpolated as timm does (dynamic image size)")

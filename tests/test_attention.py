@@ -20,6 +20,8 @@ MODELS = {
     # DINOv2-style: class token, 4 registers, position embedding without prefix entries, LayerScale
     "cls+reg": ("vit_small_patch14_reg4_dinov2", dict(img_size=42, depth=2, embed_dim=48, num_heads=3)),
     "avg-pooled, 1 register": ("vit_medium_patch16_reg1_gap_256", dict(TINY, num_classes=10)),
+    # SigLIP-style: no class token, the head reads an attention pool ('map')
+    "map-pooled": ("vit_base_patch16_siglip_224", dict(TINY, num_classes=10)),
 }
 
 
@@ -163,7 +165,8 @@ def test_rollout_matches_numpy(fusion, discard, start):
     np.testing.assert_allclose(got, numpy_rollout(attn, fusion, discard, start), atol=1e-6)
     np.testing.assert_allclose(got.sum(axis=-1), 1.0, atol=1e-6)
     # only some rows, multiplied from the last layer down: the same numbers
-    np.testing.assert_allclose(A.rollout(fused, discard, rows=[4, 0]).numpy(), got[:, [4, 0]], atol=1e-6)
+    query = torch.eye(7)[[4, 0]].expand(3, 2, 7)
+    np.testing.assert_allclose(A.rollout(fused, discard, query).numpy(), got[:, [4, 0]], atol=1e-6)
 
 
 def test_identity_attention_gives_identity_rollout():
@@ -418,3 +421,45 @@ def test_real_dinov2_checkpoint_maps_match_reference(shared_dir):
         torch.testing.assert_close(got.output, model(x), atol=1e-4, rtol=1e-4)
     res = A.explain(model, x, discard_ratio=0.5)[0]
     assert res.map.shape == (4, 7) and res.top5 is None
+
+
+# ----------------------------------------------------------------------------- attention-pooled models
+
+
+def test_map_pooled_model_is_seen_from_its_pools_query():
+    """SigLIP-style models: the map is the rollout rows weighted by the pool's attention over the final
+    tokens, which `pool_attention` recomputes exactly (it rebuilds the pool's output)."""
+    model = make("map-pooled")
+    layout = A.token_layout(model)
+    assert layout.pool_start == 0 and layout.default_source == "pool"
+    assert layout.available_sources == ("pool", "patches")
+    x = torch.randn(2, 3, 32, 32)
+    seen = {}
+    handle = model.attn_pool.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(x), pre_logits=True)
+    handle.remove()
+    pool, tokens = model.attn_pool, seen["x"]
+    b, n, c = tokens.shape
+    with torch.no_grad():
+        attn = A.pool_attention(pool, tokens)  # (B, heads, 1, N)
+        v = pool.kv(tokens).reshape(b, n, 2, pool.num_heads, pool.head_dim)[:, :, 1].transpose(1, 2)
+        out = pool.proj((attn @ v).transpose(1, 2).reshape(b, 1, c))
+        out = out + pool.mlp(pool.norm(out))
+    torch.testing.assert_close(out[:, 0], features, atol=1e-5, rtol=1e-5)
+
+    results = A.explain(model, x)
+    weights = attn.mean(dim=1)[:, 0].double().numpy()  # heads fused by their mean, like the blocks'
+    maps = reference_maps(model, x)
+    flow = np.einsum("bn,bnm->bm", weights, numpy_rollout(maps, "mean", 0.0, 0))
+    for i, res in enumerate(results):
+        assert res.source == "pool" and res.prefix_share == 0.0
+        np.testing.assert_allclose(res.map.ravel(), flow[i], atol=1e-5)
+        assert abs(res.map.sum() - 1) < 1e-5
+        raw_layer1 = np.einsum("n,hnm->hm", weights[i], maps[1][i]).reshape(-1, *res.grid)
+        np.testing.assert_allclose(res.source_attention[1], raw_layer1, atol=1e-5)
+    # the pool's view differs from the plain mean of the patches, and gradient rollout reads it too
+    patches = A.explain(model, x, source="patches")[0]
+    assert not np.allclose(patches.map, results[0].map, atol=1e-4)
+    grad = A.explain(model, x, method="grad_rollout")[0]
+    assert grad.source == "pool" and abs(grad.map.sum() + grad.prefix_share - 1) < 1e-5

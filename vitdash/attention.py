@@ -11,6 +11,10 @@ in eval mode, so its output is exactly the attention probabilities timm computed
 embedding is made dynamic as timm's `dynamic_img_size=True` does, so inputs at other (also non-square)
 resolutions get position embeddings resampled by `timm.layers.resample_abs_pos_embed` each forward.
 
+Models whose head reads an attention pool ('map', SigLIP) are seen from the pool's query: its attention
+over the final tokens (recomputed from the pool's own layers: timm never materializes it) weighs their
+rollout rows, so the map shows what flows into the pooled features.
+
 Rollout follows Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers": per layer the heads
 are fused (mean/max/min), the lowest `discard_ratio` of entries are dropped per image, the identity is
 added for the residual path, rows are renormalized, and the layers are multiplied from `start_layer` up.
@@ -36,7 +40,7 @@ from vitdash.errors import VitdashError
 from vitdash.evaluate import Preprocessing
 
 HEAD_FUSIONS = ("mean", "max", "min")
-SOURCES = ("cls", "dist", "registers", "patches")
+SOURCES = ("pool", "cls", "dist", "registers", "patches")
 METHODS = ("rollout", "grad_rollout")
 
 
@@ -45,13 +49,16 @@ METHODS = ("rollout", "grad_rollout")
 
 @dataclass(frozen=True)
 class TokenLayout:
-    """Where each token sits in the sequence: timm puts class, distillation, then register tokens first."""
+    """Where each token sits in the sequence: timm puts class, distillation, then register tokens first.
+    `pool_start`: with an attention-pooling head ('map', SigLIP), the first token it reads (timm leaves the
+    prefix tokens out unless `pool_include_prefix`); None without one."""
 
     num_prefix_tokens: int
     cls_index: int | None
     dist_index: int | None
     reg_indices: tuple[int, ...]
     grid: tuple[int, int]
+    pool_start: int | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -59,21 +66,25 @@ class TokenLayout:
 
     @property
     def default_source(self) -> str:
-        """The class token when there is one; models pooled by averaging look from all patches."""
-        return "cls" if self.cls_index is not None else "patches"
+        """What feeds the head: the attention pool's query, else the class token; models pooled by
+        averaging look from all patches."""
+        return "pool" if self.pool_start is not None else "cls" if self.cls_index is not None else "patches"
 
     @property
     def available_sources(self) -> tuple[str, ...]:
-        present = {"cls": self.cls_index is not None, "dist": self.dist_index is not None,
-                   "registers": bool(self.reg_indices), "patches": True}
+        present = {"pool": self.pool_start is not None, "cls": self.cls_index is not None,
+                   "dist": self.dist_index is not None, "registers": bool(self.reg_indices), "patches": True}
         return tuple(s for s in SOURCES if present[s])
 
     def source_rows(self, source: str) -> list[int]:
-        """Token indices whose attention rows are averaged to form the map for `source`."""
+        """Token indices whose attention rows are averaged to form the map for `source` (for "pool": the
+        tokens the pool reads; how it weighs them depends on the image, see `explain`)."""
         if source not in SOURCES:
             raise VitdashError(f"unknown source token {source!r}; choose one of {', '.join(SOURCES)}")
         if source not in self.available_sources:
             raise VitdashError(f"this model has no {source} token; available: {', '.join(self.available_sources)}")
+        if source == "pool":
+            return list(range(self.pool_start, self.num_tokens))
         if source == "cls":
             return [self.cls_index]
         if source == "dist":
@@ -109,12 +120,14 @@ def token_layout(model: torch.nn.Module, grid: tuple[int, int] | None = None) ->
         raise VitdashError(f"model declares {npt} prefix tokens but has cls={has_cls}, dist={has_dist}, "
                            f"registers={num_reg}; cannot tell which token is which")
     start = int(has_cls) + int(has_dist)
+    pooled = getattr(model, "attn_pool", None) is not None
     return TokenLayout(
         num_prefix_tokens=npt,
         cls_index=0 if has_cls else None,
         dist_index=(1 if has_cls else 0) if has_dist else None,
         reg_indices=tuple(range(start, start + num_reg)),
         grid=tuple(int(g) for g in (grid or model.patch_embed.grid_size)),
+        pool_start=(0 if getattr(model, "pool_include_prefix", False) else npt) if pooled else None,
     )
 
 
@@ -165,6 +178,38 @@ def _run(twin: torch.nn.Module, x: torch.Tensor, on_attention: Callable[[int, to
     finally:
         for handle in handles:
             handle.remove()
+
+
+def pool_attention(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Attention of timm's `AttentionPoolLatent` queries over the tokens it reads, x (B, N, C) ->
+    (B, heads, queries, N): the few lines of its unfused path, which has no module to hook."""
+    b, n, _ = x.shape
+    if pool.pos_embed is not None:
+        x = x + pool.pos_embed.unsqueeze(0).to(x.dtype)
+    q = pool.q(pool.latent.expand(b, -1, -1)).reshape(b, pool.latent_len, pool.num_heads, pool.head_dim)
+    k = pool.kv(x).reshape(b, n, 2, pool.num_heads, pool.head_dim)[:, :, 0]
+    q, k = pool.q_norm(q.transpose(1, 2)), pool.k_norm(k.transpose(1, 2))
+    return ((q * pool.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+
+def _pool_query(twin: torch.nn.Module, x: torch.Tensor, layout: TokenLayout, head_fusion: str) -> torch.Tensor:
+    """(B, N) weights over the final tokens: the pool's attention from the query whose output feeds the
+    head (the first; all of them averaged when the pool averages), heads fused like the blocks'. It
+    depends on the image, so it takes a forward of its own before the one that reads the blocks."""
+    seen: dict[str, torch.Tensor] = {}
+    handle = twin.attn_pool.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+    try:
+        with torch.no_grad():
+            twin(x.to(next(twin.parameters()).dtype))
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        attn = pool_attention(twin.attn_pool, seen["x"]).float()  # (B, heads, queries, N')
+    attn = attn.mean(dim=2, keepdim=True) if twin.attn_pool.pool == "avg" else attn[:, :, :1]
+    weights = fuse_heads(attn, head_fusion)[:, 0]
+    query = torch.zeros(x.shape[0], layout.num_tokens, device=weights.device)
+    query[:, layout.pool_start:] = weights / weights.sum(dim=-1, keepdim=True)
+    return query
 
 
 @dataclass
@@ -224,12 +269,13 @@ def _check_discard(discard_ratio: float) -> None:
 
 
 def rollout(fused: Sequence[torch.Tensor], discard_ratio: float = 0.0,
-            rows: Sequence[int] | None = None) -> torch.Tensor:
+            query: torch.Tensor | None = None) -> torch.Tensor:
     """Attention rollout of head-fused layers (each (B, N, N), first layer first) -> (B, N, N).
 
     Row i of the result says how much of token i's final representation flows from each input token.
-    With `rows`, only those rows are computed (B, len(rows), N), multiplying vectors from the last layer
-    down: O(depth N^2) instead of O(depth N^3), which matters at 1370 tokens (DINOv2 at 518 px).
+    With `query` (B, k, N), weights over the final tokens (one-hot for a token's own row), only those k
+    combinations of rows are computed (B, k, N), multiplying vectors from the last layer down:
+    O(depth N^2) instead of O(depth N^3), which matters at 1370 tokens (DINOv2 at 518 px).
     """
     _check_discard(discard_ratio)
     if not fused:
@@ -241,12 +287,12 @@ def rollout(fused: Sequence[torch.Tensor], discard_ratio: float = 0.0,
         a = discard_lowest(layer.double(), discard_ratio) + eye
         return a / a.sum(dim=-1, keepdim=True)
 
-    if rows is None:
+    if query is None:
         result = eye.expand(b, n, n).clone()
         for layer in fused:
             result = residual(layer) @ result
     else:
-        result = eye[list(rows)].expand(b, len(rows), n).clone()
+        result = query.double()
         for layer in reversed(fused):
             result = result @ residual(layer)
     return result.float()
@@ -319,11 +365,12 @@ def top_predictions(logits: torch.Tensor, names: Sequence[str] | None = None, k:
 
 @dataclass
 class AttentionResult:
-    """Where one image's prediction looks, as seen from `source` token(s).
+    """Where one image's prediction looks, as seen from `source`: a prefix token, the mean of the patches,
+    or an attention-pooling head's query (its attention over the final tokens weighs their rows).
 
-    `map` (grid h x w) is the rollout row of the source token over the patches; `prefix_share` is the rest of
-    that row (flow that ends in prefix tokens), so map.sum() + prefix_share == 1. `source_attention` holds the
-    raw attention of the source token for every layer and head (depth, heads, h, w), for the per-head views.
+    `map` (grid h x w) is the source's rollout row over the patches; `prefix_share` is the rest of that
+    row (flow that ends in prefix tokens), so map.sum() + prefix_share == 1. `source_attention` holds the
+    source's raw attention in every layer and head (depth, heads, h, w), for the per-head views.
     """
 
     method: str
@@ -405,23 +452,27 @@ def explain(
     if grad and not has_head:
         raise VitdashError("gradient rollout needs a classification head; this checkpoint has none")
 
+    twin, layout = _prepare(model, x)
+    source = source or layout.default_source
+    rows = layout.source_rows(source)
+    if source == "pool":
+        query = _pool_query(twin, x, layout, "mean" if grad else head_fusion)
+    else:  # the mean of the source tokens' rows
+        query = torch.zeros(x.shape[0], layout.num_tokens, device=x.device)
+        query[:, rows] = 1.0 / len(rows)
+
     fused: list[torch.Tensor] = []
     kept: list[torch.Tensor] = []
     source_rows: list[torch.Tensor] = []
-    rows_index: list[int] = []
 
     def on_attention(i: int, attn: torch.Tensor) -> None:
-        source_rows.append(attn.detach().float()[:, :, rows_index, :].mean(dim=2))
+        source_rows.append(torch.einsum("bn,bhnm->bhm", query, attn.detach().float()))
         if i < start_layer:
             return
         if grad:
             kept.append(attn)
         else:
             fused.append(fuse_heads(attn.detach().float(), head_fusion))
-
-    twin, layout = _prepare(model, x)
-    source = source or layout.default_source
-    rows_index.extend(layout.source_rows(source))
 
     with torch.enable_grad() if grad else torch.no_grad():
         # the input carries the graph, so gradients exist even when the model's weights are frozen
@@ -433,7 +484,7 @@ def explain(
             grads = torch.autograd.grad(score, kept)
             fused = [grad_weighted(a.detach().float(), g.float()) for a, g in zip(kept, grads)]
     out = out.detach()
-    flow = rollout(fused, discard_ratio, rows_index).mean(dim=1)  # (B, N)
+    flow = rollout(fused, discard_ratio, query[:, None, :])[:, 0]  # (B, N)
     npt, (gh, gw) = layout.num_prefix_tokens, layout.grid
     raw = torch.stack(source_rows, dim=1)[..., npt:].reshape(x.shape[0], depth, -1, gh, gw)
 

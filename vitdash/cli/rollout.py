@@ -37,7 +37,8 @@ def add_arguments(parser) -> None:
                         help="drop this fraction of the lowest attentions per layer and image (0 = Abnar & Zuidema)")
     parser.add_argument("--start-layer", type=int, default=0, help="first layer included in the rollout")
     parser.add_argument("--source", choices=SOURCES, default=None,
-                        help="token whose view is shown (default: class token, or all patches without one)")
+                        help="whose view is shown (default: what feeds the head: the attention pool's query, "
+                             "else the class token, else all patches)")
     parser.add_argument("--class", dest="target_class", type=int, default=None,
                         help="class index for --method grad_rollout (default: the top-1 prediction)")
     parser.add_argument("--img-size", type=_size, default=None, help="input resolution, 224 or HxW (default: native)")
