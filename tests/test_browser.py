@@ -169,16 +169,22 @@ def test_every_page_with_the_demo_checkpoint(server, browser, demo_pair):
     page.close()
 
 
-def test_history_records_an_audit_of_the_demo(server, browser):
-    url, log = server
+def _demo_page(browser, url: str, link: str):
+    """A fresh browser page with the demo picked and the page whose sidebar link ends with `link` open;
+    returns the page and its main area."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url, wait_until="domcontentloaded")
     page.locator('[data-testid="stSidebar"]').wait_for(timeout=60_000)
     _settle(page)
     _pick_demo(page)
-    page.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(r"Audit history$")).click()
+    page.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(re.escape(link) + "$")).click()
     _settle(page)
-    main = page.locator('[data-testid="stMain"]')
+    return page, page.locator('[data-testid="stMain"]')
+
+
+def test_history_records_an_audit_of_the_demo(server, browser):
+    url, log = server
+    page, main = _demo_page(browser, url, "Audit history")
     main.get_by_role("textbox", name="Reviewer").fill("browser test")
     main.get_by_role("textbox", name="Note").fill("end-to-end run")
     main.get_by_role("button", name="Run the audit and save it").click()
@@ -194,14 +200,7 @@ def test_history_records_an_audit_of_the_demo(server, browser):
 def test_accuracy_check_runs_in_the_browser(server, browser):
     """The demo on its digits, from the Run button to the charts (the chance line is in the legend)."""
     url, log = server
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url, wait_until="domcontentloaded")
-    page.locator('[data-testid="stSidebar"]').wait_for(timeout=60_000)
-    _settle(page)
-    _pick_demo(page)
-    page.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(r"Does it perform\?$")).click()
-    _settle(page)
-    main = page.locator('[data-testid="stMain"]')
+    page, main = _demo_page(browser, url, "Does it perform?")
     main.get_by_role("button", name="Run", exact=True).click()
     _settle(page)
     main.get_by_text("chance top-1").first.wait_for(timeout=120_000)
