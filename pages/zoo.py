@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -9,7 +10,7 @@ from ui.sidebar import configured_dirs
 from vitdash.errors import VitdashError
 from vitdash.figures.populations import (
     embedding_figure, layer_profile_figure, numeric_columns, prediction_figure, stat_scatter, zoo_frame)
-from vitdash.library import population_folders
+from vitdash.library import holds_population, population_candidates
 from vitdash.zoo import LAYER_FEATURES, audit_zoo, discover
 
 st.title("Model zoo")
@@ -17,7 +18,14 @@ st.caption("A population of checkpoints: the ViT Model Zoo layout (`pretraining/
            "`finetuning/<parent>/<model>` with `config.json`, `result.json`, `checkpoint_0000XY/checkpoints`) "
            "or any folder of checkpoint files and model folders.")
 
-suggested = [str(p) for p in population_folders(configured_dirs())]
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _suggested(candidates: tuple[str, ...]) -> list[str]:
+    """The library folders that hold a population (walked at most every 30 s, like the sidebar's library)."""
+    return [c for c in candidates if holds_population(Path(c))]
+
+
+suggested = _suggested(tuple(map(str, population_candidates(configured_dirs()))))
 folder = st.text_input("Population folder", value=suggested[0] if suggested else "", key="zoo_dir",
                        placeholder="/data/vit-model-zoo")
 if suggested:

@@ -80,14 +80,15 @@ def model_dirs(configured: str | Sequence[str] | None = None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def population_folders(configured: str | Sequence[str] | None = None) -> list[Path]:
-    """Folders that can be audited as a population (the Model zoo page's suggestions): the configured
-    model folders and the user's library, where they exist and hold more than one checkpoint."""
-    found = []
-    for d in [*model_dirs(configured), user_library_dir()]:
-        if d.is_dir() and len(scan_folder(d)) > 1:
-            found.append(d)
-    return list(dict.fromkeys(found))
+def population_candidates(configured: str | Sequence[str] | None = None) -> list[Path]:
+    """Folders that may be audited as a population (the Model zoo page's suggestions): the configured
+    model folders and the user's library. Cheap: nothing is scanned (see `holds_population`)."""
+    return list(dict.fromkeys([*model_dirs(configured), user_library_dir()]))
+
+
+def holds_population(folder: Path) -> bool:
+    """Whether a folder exists and holds more than one checkpoint (a walk of the whole folder)."""
+    return folder.is_dir() and len(scan_folder(folder)) > 1
 
 
 def user_library_dir() -> Path:
