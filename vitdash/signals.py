@@ -15,10 +15,10 @@ Everything is seeded, so the same checkpoint always reads the same.
 
 Cost: matrices wider than EXACT_MAX_DIM on both sides are tested on a window of at most
 SPECTRAL_MAX_SIDE consecutive rows and columns at a random place (a sub-block of an i.i.d. matrix is
-i.i.d., so the null is exact; training structure shows in any large block: DINOv2-S's weakest matrix
-still reads z=18 on 384x384, where 256x256 windows miss it), with the top eigenvalues from a bfloat16
-block Krylov method; moments of big tensors come from a random sample. The page computes exact full
-spectra of any single tensor on demand.
+i.i.d., so the null is exact; training structure shows in any large block: the weakest DINOv2-S matrix
+reads z=18 on 384x384 windows, only 5.1 on 256x256: `benchmarks/calibrate_spectra.py`), with the top
+eigenvalues from a bfloat16 block Krylov method; moments of big tensors come from a random sample. The
+page computes exact full spectra of any single tensor on demand.
 """
 from __future__ import annotations
 
