@@ -84,8 +84,10 @@ def load_timm(name: str, pretrained: bool = False, **kwargs: Any) -> Checkpoint:
             # Offline, timm gets the file from the local cache: it has no per-call offline switch itself.
             overlay = {"file": str(_cached_timm_weights(name))} if offline else None
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    else:
-        model = timm.create_model(name, pretrained=False, **kwargs)
+    else:  # seeded, so the same architecture at init always reads the same (and the process RNG is untouched)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = timm.create_model(name, pretrained=False, **kwargs)
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     patch_embed = getattr(model, "patch_embed", None)
