@@ -9,9 +9,9 @@ from ui import sidebar
 
 PAGES = [  # (file, title, icon); pages are listed only once their file exists
     ("overview.py", "Overview", ":material/info:"),
-    ("weights.py", "Is it trained?", ":material/monitor_heart:"),
-    ("architecture.py", "What is it?", ":material/account_tree:"),
-    ("benchmark.py", "Does it perform?", ":material/speed:"),
+    ("trained.py", "Is it trained?", ":material/monitor_heart:"),
+    ("identity.py", "What is it?", ":material/account_tree:"),
+    ("perform.py", "Does it perform?", ":material/speed:"),
     ("attention.py", "Where does it look?", ":material/visibility:"),
     ("compare.py", "Compare", ":material/compare_arrows:"),
     ("zoo.py", "Model zoo", ":material/grid_view:"),

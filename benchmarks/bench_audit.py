@@ -20,25 +20,23 @@ import os
 # The 2 cores may be shared: spinning OpenMP workers would then stall each other (and the loader).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
+import argparse
 import statistics
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vitdash import priors, signals  # noqa: E402
-from vitdash.sources import load  # noqa: E402
-from vitdash.verdict import audit  # noqa: E402
+from vitdash.load.sources import load
+from vitdash.trained import priors
+from vitdash.trained.spectra import _gaussian_twin_top, _jitter, _permutations
+from vitdash.trained.verdict import audit
 
 
 def _clear_caches() -> None:
     """Every run pays for its own shuffles and references."""
-    for cached in (signals._permutations, signals._jitter, signals._gaussian_twin_top, priors._quantiles):
+    for cached in (_permutations, _jitter, _gaussian_twin_top, priors._quantiles):
         cached.cache_clear()
 
 

@@ -27,15 +27,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from vitdash.formats import sha256_files  # noqa: E402
-from vitdash.formats.safetensors_reader import nonfinite  # noqa: E402
-
+import torch
 from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
+
+from vitdash.load.formats.raw import sha256_files
+from vitdash.load.formats.safetensors_reader import nonfinite
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_random_safetensors(path: Path, model_name: str, **kwargs) -> int:
@@ -69,7 +67,7 @@ def touch(tensors, how: str, into: dict[str, torch.Tensor]) -> None:
 def bench_speed(path: Path, repeat: int) -> None:
     from safetensors.torch import load_file
 
-    from vitdash.sources import load
+    from vitdash.load.sources import load
 
     model = {k: torch.empty_like(v) for k, v in load_file(path).items()}  # the file holds timm (canonical) names
 

@@ -11,20 +11,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vitdash.architecture import infer_architecture  # noqa: E402
-from vitdash.attention import explain, preprocess  # noqa: E402
-from vitdash.evaluate import resolve_preprocessing  # noqa: E402
-from vitdash.images import sklearn_samples  # noqa: E402
-from vitdash.model import build_model  # noqa: E402
-from vitdash.sources import load_timm  # noqa: E402
-
 from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
+
+from vitdash.attention.explain import explain, preprocess
+from vitdash.data.samples import sklearn_samples
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.model import build_model
+from vitdash.identity.preprocessing import resolve_preprocessing
+from vitdash.load.sources import load_timm
 
 TARGET = 1.5
 

@@ -21,19 +21,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vitdash.evaluate import (EngineOptions, cpu_count, cpu_threads, evaluate,  # noqa: E402
-                              measure_model_throughput, prepare_forward)
-from vitdash.images import sample_dir  # noqa: E402
-from vitdash.model import build_model  # noqa: E402
-from vitdash.sources import load_timm  # noqa: E402
-
 from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
+
+from vitdash.data.samples import sample_dir
+from vitdash.identity.model import build_model
+from vitdash.load.sources import load_timm
+from vitdash.perform.engine import EngineOptions, cpu_count, cpu_threads, measure_model_throughput, prepare_forward
+from vitdash.perform.evaluate import evaluate
 
 END_TO_END_TARGET, LOOP_TARGET = 0.8, 0.95
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -27,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vitdash.zoo import audit_zoo, discover, peak_rss_mb  # noqa: E402
+from vitdash.population.discover import discover
+from vitdash.population.member import peak_rss_mb
+from vitdash.population.zoo import audit_zoo
 
 
 def _trained_like(sd: dict[str, torch.Tensor], scale: float, seed: int) -> dict[str, torch.Tensor]:
@@ -73,9 +72,9 @@ def build_zoo(root: Path, model: str, children: int) -> float:
 
 def _bare_worker_rss_mb() -> float | None:
     """Peak RSS of a process that has imported what a worker imports and audited nothing."""
-    import vitdash.compare  # noqa: F401
-    import vitdash.sources  # noqa: F401
-    import vitdash.verdict  # noqa: F401
+    import vitdash.load.sources  # noqa: F401
+    import vitdash.population.compare  # noqa: F401
+    import vitdash.trained.verdict  # noqa: F401
 
     return peak_rss_mb()
 

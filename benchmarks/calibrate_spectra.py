@@ -15,17 +15,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
+
+from vitdash.trained.spectra import SPECTRAL_MAX_SIDE, spectrum
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tests.test_signals import _draw  # noqa: E402  (the entry kinds the unit tests use)
-from vitdash import signals as S  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the unit tests' entry kinds, from tests/
+from tests.test_signals import _draw  # noqa: E402
 
 SHAPES = [(768, 768), (2304, 768), (3072, 768), (768, 3072), (1536, 384), (400, 300), (1024, 1024)]
 KINDS = ["normal", "uniform01", "student_t2.5", "sparse", "int8"]
@@ -33,10 +34,10 @@ KINDS = ["normal", "uniform01", "student_t2.5", "sparse", "int8"]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=S.SPECTRAL_MAX_SIDE, help="sub-block side of the Krylov path")
+    ap.add_argument("--side", type=int, default=SPECTRAL_MAX_SIDE, help="sub-block side of the Krylov path")
     ap.add_argument("--seeds", type=int, default=6, help="matrices drawn per shape and kind")
     args = ap.parse_args()
-    S.SPECTRAL_MAX_SIDE = args.side
+    SPECTRAL_MAX_SIDE = args.side
     torch.manual_seed(0)  # the Student-t draws use the global generator
 
     nulls = []
@@ -44,10 +45,10 @@ def main() -> int:
         for kind in KINDS:
             for seed in range(args.seeds):
                 w = _draw(kind, *shape, seed)
-                nulls += [(S.spectrum(w, seed=s).structure, shape, kind) for s in range(2)]
+                nulls += [(spectrum(w, seed=s).structure, shape, kind) for s in range(2)]
     for seed in range(4):
         w = torch.nn.init.orthogonal_(torch.empty(768, 768), generator=torch.Generator().manual_seed(seed))
-        nulls.append((S.spectrum(w, seed=seed).structure, (768, 768), "orthogonal"))
+        nulls.append((spectrum(w, seed=seed).structure, (768, 768), "orthogonal"))
     z = torch.tensor([n[0] for n in nulls])
     print(f"window {args.side}: null z over {len(z)} i.i.d./orthogonal matrices: mean {z.mean():.2f}, "
           f"sd {z.std():.2f}, 99% {z.quantile(0.99):.2f}, max {z.max():.2f} (must stay < 4)")
@@ -58,15 +59,15 @@ def main() -> int:
     if not dino.exists():
         print(f"power: skipped, {dino} is absent")
         return 0
-    from vitdash.sources import load
+    from vitdash.load.sources import load
 
     ckpt = load(dino)
     mats = [n for n in ckpt.tensors if len(ckpt.tensors.shape(n)) == 2 and min(ckpt.tensors.shape(n)) >= 256]
-    power = sorted((S.spectrum(ckpt.tensors[n]).structure, n) for n in mats)
+    power = sorted((spectrum(ckpt.tensors[n]).structure, n) for n in mats)
     print(f"power: weakest z over {len(mats)} DINOv2-S matrices: "
           + ", ".join(f"{name} {value:.1f}" for value, name in power[:3]))
     g = torch.Generator().manual_seed(1)
-    shuffled = [S.spectrum(t.reshape(-1)[torch.randperm(t.numel(), generator=g)].reshape(t.shape)).structure
+    shuffled = [spectrum(t.reshape(-1)[torch.randperm(t.numel(), generator=g)].reshape(t.shape)).structure
                 for t in (ckpt.tensors[n] for n in mats)]
     print(f"shuffled DINOv2-S entries: max z {max(shuffled):.2f} (must stay < 4)")
     return 0

@@ -21,16 +21,14 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vitdash.evaluate import EngineOptions, evaluate, measure_model_throughput, prepare_forward  # noqa: E402
-from vitdash.images import sample_dir  # noqa: E402
-from vitdash.model import build_model  # noqa: E402
-from vitdash.sources import load_timm  # noqa: E402
+from vitdash.data.samples import sample_dir
+from vitdash.identity.model import build_model
+from vitdash.load.sources import load_timm
+from vitdash.perform.engine import EngineOptions, measure_model_throughput, prepare_forward
+from vitdash.perform.evaluate import evaluate
 
 WARMUP, STEPS = 10, 40  # timm benchmark.py defaults (--num-warm-iter, --num-bench-iter)
 

@@ -32,8 +32,8 @@ def _image(tmp: Path) -> str:
     sample = SHARED / "images" / "imagenet-sample"
     if sample.is_dir():
         return str(sorted(sample.iterdir())[0])
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     path = tmp / "gradient.png"
     Image.fromarray((np.indices((64, 64)).sum(0) * 2).astype("uint8")).convert("RGB").save(path)
@@ -49,10 +49,13 @@ def _run(args: list[str]) -> object:
 
 
 def _strip(obj: object) -> object:
+    """Timings dropped, and the shared data's location written as ../shared (checkouts may sit anywhere)."""
     if isinstance(obj, dict):
         return {k: _strip(v) for k, v in obj.items() if k not in TIMING_KEYS}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/") and "/shared/" in obj:
+        return "../shared/" + obj.split("/shared/", 1)[1]
     return obj
 
 
@@ -101,7 +104,7 @@ def main() -> int:
         args.file.write_text(json.dumps(now, indent=1, sort_keys=True))
         print(f"recorded {len(now)} results to {args.file}")
         return 0
-    before = json.loads(args.file.read_text())
+    before = _strip(json.loads(args.file.read_text()))
     diffs: list[str] = []
     _diff(before, now, "", diffs)
     for line in diffs:

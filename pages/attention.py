@@ -6,12 +6,17 @@ import hashlib
 import streamlit as st
 
 from ui.state import current_checkpoint
-from vitdash import attention as A
-from vitdash import images as I
-from vitdash import overlay as O
-from vitdash.data import suggested_data
+from vitdash.attention import overlay as O
+from vitdash.attention.capture import token_layout
+from vitdash.attention.explain import AttentionResult, explain_images
+from vitdash.attention.rollout import HEAD_FUSIONS
+from vitdash.data.datasets import suggested_data
+from vitdash.data.images import open_image
+from vitdash.data.labels import class_names
+from vitdash.data.samples import SAMPLE_DIR_ENV, ImageRef, data_samples, sample_dir, samples
 from vitdash.errors import VitdashError
 from vitdash.figures.attention import heads_figure, map_figure, top5_figure
+from vitdash.identity.model import build_model
 
 MAX_IMAGES = 6
 VIEWS = {
@@ -26,32 +31,31 @@ SOURCE_NAMES = {"pool": "attention pool's query", "cls": "class token", "dist": 
 
 @st.cache_resource(max_entries=2, show_spinner="Building the model...")
 def _model(sha256: str, _ckpt):
-    from vitdash.model import build_model
 
     return build_model(_ckpt)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _explain(sha256: str, image_key: str, settings: tuple, _ckpt, _image) -> A.AttentionResult:
-    return A.explain_images(_ckpt, [_image], model=_model(sha256, _ckpt), **dict(settings))[0]
+def _explain(sha256: str, image_key: str, settings: tuple, _ckpt, _image) -> AttentionResult:
+    return explain_images(_ckpt, [_image], model=_model(sha256, _ckpt), **dict(settings))[0]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _decode(data: bytes, name: str):
-    return I.open_image(data, name)
+    return open_image(data, name)
 
 
 @st.cache_data(show_spinner=False)
-def _samples() -> list[I.ImageRef]:
-    return I.samples()
+def _samples() -> list[ImageRef]:
+    return samples()
 
 
 @st.cache_data(show_spinner=False)
-def _data_samples(folder: str) -> list[I.ImageRef]:
-    return I.data_samples(folder, limit=500)
+def _data_samples(folder: str) -> list[ImageRef]:
+    return data_samples(folder, limit=500)
 
 
-def _ref_title(ref: I.ImageRef) -> str:
+def _ref_title(ref: ImageRef) -> str:
     where = {"sklearn": "scikit-learn", "folder": "sample folder", "data": "data", "digits": "digits"}[ref.origin]
     return f"{ref.name} ({where})" + (f" - {ref.label}" if ref.label and ref.label not in ref.name else "")
 
@@ -78,8 +82,8 @@ def _choose_images(in_chans: int) -> list[tuple[str, str, object, str | None]]:
     with right:
         labelled = [t for t, r in titles.items() if r.origin == "folder"]  # real photos with a known class
         picked = st.multiselect("Samples", list(titles), default=(labelled or list(titles))[:2], key="attn_samples",
-                                help=f"scikit-learn's photographs, the sample folder (${I.SAMPLE_DIR_ENV}, now "
-                                     f"{I.sample_dir() or 'absent'}), and the data folder's images")
+                                help=f"scikit-learn's photographs, the sample folder (${SAMPLE_DIR_ENV}, now "
+                                     f"{sample_dir() or 'absent'}), and the data folder's images")
     chosen = []
     for up in uploads or []:
         data = up.getvalue()
@@ -105,7 +109,7 @@ if not ckpt.canonical:
     st.stop()
 try:
     model = _model(ckpt.sha256, ckpt)
-    layout = A.token_layout(model)
+    layout = token_layout(model)
 except VitdashError as e:
     st.error(str(e))
     st.stop()
@@ -141,13 +145,13 @@ layer, head = depth - 1, None
 c1, c2, c3 = st.columns(3)
 if view in ("rollout", "grad"):
     if view == "rollout":
-        settings["head_fusion"] = c1.selectbox("Head fusion", A.HEAD_FUSIONS, key="attn_fusion")
+        settings["head_fusion"] = c1.selectbox("Head fusion", HEAD_FUSIONS, key="attn_fusion")
     else:
         if not has_head:
             st.info("This checkpoint has no classification head, so there is no class score to take gradients "
                     "of. Use the attention rollout instead.")
             st.stop()
-        names = A.class_names(model.num_classes, ckpt.metadata)
+        names = class_names(model.num_classes, ckpt.metadata)
         options = [None, *range(model.num_classes)]
         settings["method"] = "grad_rollout"
         settings["target_class"] = c1.selectbox(
@@ -186,13 +190,13 @@ if not results:
     st.stop()
 
 
-def _shown(result: A.AttentionResult):
+def _shown(result: AttentionResult):
     if view in ("rollout", "grad"):
         return result.map
     return result.raw(layer, head)
 
 
-def _describe(result: A.AttentionResult) -> str:
+def _describe(result: AttentionResult) -> str:
     if view in ("rollout", "grad"):
         return f"{result.head_fusion}, discard {result.discard_ratio:g}, from layer {result.start_layer}"
     return f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")

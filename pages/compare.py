@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from ui.state import current_checkpoint, load_source
-from vitdash.compare import VERDICT_STATS, compare
 from vitdash.errors import VitdashError
-from vitdash.figures.populations import group_changes_figure, tensor_changes_figure, verdict_change_figure
-from vitdash.library import TIMM_ARCHITECTURES, list_library, prepare
+from vitdash.figures.population import group_changes_figure, tensor_changes_figure, verdict_change_figure
+from vitdash.load.library import TIMM_ARCHITECTURES, list_library, prepare
+from vitdash.population.compare import VERDICT_STATS, compare
 
 st.title("Compare")
 a = current_checkpoint()

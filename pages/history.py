@@ -9,13 +9,16 @@ import streamlit as st
 from ui.state import selected
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory, record_audit
+from vitdash.identity.family import report
+from vitdash.perform.engine import EngineOptions
+from vitdash.perform.evaluate import EvalResult, evaluate
+from vitdash.trained import verdict
 
 BENCHMARK_RESULT = "benchmark_result"  # (sha256, result) left by the 'Does it perform?' page
 
 
 def _own_accuracy(ckpt):
     """The accuracy this session measured for this very file on the 'Does it perform?' page, if any."""
-    from vitdash.evaluate import EvalResult
 
     found = st.session_state.get(BENCHMARK_RESULT)
     if found and found[0] == ckpt.sha256 and isinstance(found[1], EvalResult) and not found[1].cancelled:
@@ -24,16 +27,13 @@ def _own_accuracy(ckpt):
 
 
 def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
-    from vitdash import family, verdict
-    from vitdash.evaluate import EngineOptions, evaluate
-
     bar = st.progress(0.0, text="Auditing the weights...")
     audit = verdict.audit(ckpt, progress=lambda i, n, name: bar.progress(i / max(n, 1), text=f"Auditing {name}"))
     arch = None
     if ckpt.is_vit:
         bar.progress(1.0, text="Reading the architecture...")
         try:
-            arch = family.report(ckpt)
+            arch = report(ckpt)
         except VitdashError as e:
             st.warning(f"Architecture not recorded: {e}")
     if accuracy is None and data:

@@ -8,10 +8,17 @@ import streamlit as st
 
 from ui.sidebar import configured_dirs
 from vitdash.errors import VitdashError
-from vitdash.figures.populations import (
-    embedding_figure, layer_profile_figure, numeric_columns, prediction_figure, stat_scatter, zoo_frame)
-from vitdash.library import holds_population, population_candidates
-from vitdash.zoo import LAYER_FEATURES, audit_zoo, discover
+from vitdash.figures.population import (
+    embedding_figure,
+    layer_profile_figure,
+    numeric_columns,
+    prediction_figure,
+    stat_scatter,
+    zoo_frame,
+)
+from vitdash.load.library import holds_population, population_candidates
+from vitdash.population.discover import discover
+from vitdash.population.zoo import LAYER_FEATURES, audit_zoo
 
 st.title("Model zoo")
 st.caption("A population of checkpoints: the ViT Model Zoo layout (`pretraining/<model>`, "

@@ -13,7 +13,6 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(ROOT))  # `ui` and `vitdash` importable without installing
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -29,7 +28,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_vit_ckpt():
     """A tiny timm ViT at init, as a canonical Checkpoint (fast enough for any test)."""
-    from vitdash.sources import load_timm
+    from vitdash.load.sources import load_timm
 
     return load_timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2)
 

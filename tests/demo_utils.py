@@ -21,6 +21,6 @@ def demo_cache_dir(config) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_pair(request):
-    from vitdash.demo import ensure_demo
+    from vitdash.load.demo import ensure_demo
 
     return ensure_demo(cache_dir=demo_cache_dir(request.config))

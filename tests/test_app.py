@@ -8,9 +8,9 @@ import struct
 
 import torch
 from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
 
 from tests.apptest_utils import ROOT, errors, page_test, picker_test
-from streamlit.testing.v1 import AppTest
 
 
 def _app() -> AppTest:

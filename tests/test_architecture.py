@@ -5,11 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from vitdash.architecture import head_split_evidence, infer_architecture
-from vitdash.checkpoint import Checkpoint, TensorStore
-from vitdash.complexity import params_by_component, spec_params
-from vitdash.layouts import detect
-from vitdash.sources import checkpoint_from_state_dict, load, load_timm
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.complexity import params_by_component, spec_params
+from vitdash.identity.heads import head_split_evidence
+from vitdash.load.checkpoint import Checkpoint, TensorStore
+from vitdash.load.layouts import detect
+from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
 
 
 def _canonical(sd: dict[str, torch.Tensor], metadata: dict | None = None, source: str = "test") -> Checkpoint:
@@ -92,7 +93,7 @@ def test_timm_kwargs_rebuild_the_same_state_dict_shapes():
     from timm.models.deit import VisionTransformerDistilled
     from timm.models.vision_transformer import VisionTransformer
 
-    from vitdash.model import timm_kwargs
+    from vitdash.identity.model import timm_kwargs
 
     structures = [TIMM_MODELS[i] for i in (0, 15, 16, 20, 21, 22, 24, 25, 26)]  # one of each kind
     for name, kwargs in structures:

@@ -10,7 +10,10 @@ import torch
 from timm.layers import use_fused_attn
 from timm.utils import AttentionExtract
 
-from vitdash import attention as A
+from vitdash.attention.capture import TokenLayout, attention_maps, pool_attention, token_layout
+from vitdash.attention.explain import Prediction, explain, explain_images, top_predictions
+from vitdash.attention.rollout import HEAD_FUSIONS, discard_lowest, fuse_heads, rollout
+from vitdash.data.labels import class_names
 from vitdash.errors import VitdashError
 
 TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=3)
@@ -63,7 +66,7 @@ def test_maps_equal_direct_reference_and_timm_attention_extract(kind):
     model = make(kind)
     size = model.patch_embed.img_size
     x = torch.randn(2, 3, *size)
-    got = A.attention_maps(model, x)
+    got = attention_maps(model, x)
     ref = reference_maps(model, x)
     assert len(got.attentions) == len(ref) == len(model.blocks)
     for g, r in zip(got.attentions, ref):
@@ -85,8 +88,8 @@ def test_shared_model_state_is_never_changed():
     model, other = make("cls"), make("cls", seed=1)
     fused_before = [blk.attn.fused_attn for blk in model.blocks]
     assert any(fused_before), "test needs a model with fused attention on"
-    A.explain(model, torch.randn(1, 3, 32, 32), method="grad_rollout")
-    A.explain(model, torch.randn(1, 3, 48, 40))  # another resolution must not make the model dynamic
+    explain(model, torch.randn(1, 3, 32, 32), method="grad_rollout")
+    explain(model, torch.randn(1, 3, 48, 40))  # another resolution must not make the model dynamic
     assert [blk.attn.fused_attn for blk in model.blocks] == fused_before
     assert all(blk.attn.fused_attn for blk in other.blocks)
     assert use_fused_attn() == fused_before[0]
@@ -100,7 +103,7 @@ def test_shared_model_state_is_never_changed():
 def test_other_resolution_non_square_matches_timm_dynamic_model():
     model = make("cls+reg")
     x = torch.randn(1, 3, 56, 84)  # native grid 3x3, asked 4x6
-    got = A.attention_maps(model, x)
+    got = attention_maps(model, x)
     assert got.layout.grid == (4, 6)
     assert got.attentions[0].shape[-1] == 5 + 24
     # timm's dynamic_img_size model with the same weights interpolates the position embedding the same way
@@ -109,26 +112,26 @@ def test_other_resolution_non_square_matches_timm_dynamic_model():
     dynamic.load_state_dict(model.state_dict())
     for g, r in zip(got.attentions, reference_maps(dynamic, x)):
         np.testing.assert_allclose(g.numpy(), r, atol=1e-5)
-    res = A.explain(model, x)[0]
+    res = explain(model, x)[0]
     assert res.map.shape == (4, 6) and res.source_attention.shape == (2, 3, 4, 6)
 
 
 def test_input_must_be_whole_patches():
     with pytest.raises(VitdashError, match="multiple of the patch size"):
-        A.explain(make("cls"), torch.randn(1, 3, 36, 32))
+        explain(make("cls"), torch.randn(1, 3, 36, 32))
     with pytest.raises(VitdashError, match="shape"):
-        A.explain(make("cls"), torch.randn(1, 1, 32, 32))
+        explain(make("cls"), torch.randn(1, 1, 32, 32))
 
 
 def test_token_layouts():
-    assert A.token_layout(make("cls")) == A.TokenLayout(1, 0, None, (), (4, 4))
-    assert A.token_layout(make("cls+dist")) == A.TokenLayout(2, 0, 1, (), (4, 4))
-    assert A.token_layout(make("cls+reg")) == A.TokenLayout(5, 0, None, (1, 2, 3, 4), (3, 3))
-    gap = A.token_layout(make("avg-pooled, 1 register"))
-    assert gap == A.TokenLayout(1, None, None, (0,), (4, 4))
+    assert token_layout(make("cls")) == TokenLayout(1, 0, None, (), (4, 4))
+    assert token_layout(make("cls+dist")) == TokenLayout(2, 0, 1, (), (4, 4))
+    assert token_layout(make("cls+reg")) == TokenLayout(5, 0, None, (1, 2, 3, 4), (3, 3))
+    gap = token_layout(make("avg-pooled, 1 register"))
+    assert gap == TokenLayout(1, None, None, (0,), (4, 4))
     assert gap.default_source == "patches" and gap.available_sources == ("registers", "patches")
     with pytest.raises(VitdashError, match="no dist token"):
-        A.token_layout(make("cls")).source_rows("dist")
+        token_layout(make("cls")).source_rows("dist")
 
 
 # ----------------------------------------------------------------------------- rollout math
@@ -155,31 +158,31 @@ def random_attention(b=3, h=4, n=7, layers=3, seed=0) -> list[np.ndarray]:
     return [softmax(rng.normal(size=(b, h, n, n)) * 2) for _ in range(layers)]
 
 
-@pytest.mark.parametrize("fusion", A.HEAD_FUSIONS)
+@pytest.mark.parametrize("fusion", HEAD_FUSIONS)
 @pytest.mark.parametrize("discard", [0.0, 0.3, 0.9])
 @pytest.mark.parametrize("start", [0, 1])
 def test_rollout_matches_numpy(fusion, discard, start):
     attn = random_attention()
-    fused = [A.fuse_heads(torch.from_numpy(a), fusion) for a in attn[start:]]
-    got = A.rollout(fused, discard).numpy()
+    fused = [fuse_heads(torch.from_numpy(a), fusion) for a in attn[start:]]
+    got = rollout(fused, discard).numpy()
     np.testing.assert_allclose(got, numpy_rollout(attn, fusion, discard, start), atol=1e-6)
     np.testing.assert_allclose(got.sum(axis=-1), 1.0, atol=1e-6)
     # only some rows, multiplied from the last layer down: the same numbers
     query = torch.eye(7)[[4, 0]].expand(3, 2, 7)
-    np.testing.assert_allclose(A.rollout(fused, discard, query).numpy(), got[:, [4, 0]], atol=1e-6)
+    np.testing.assert_allclose(rollout(fused, discard, query).numpy(), got[:, [4, 0]], atol=1e-6)
 
 
 def test_identity_attention_gives_identity_rollout():
     eye = torch.eye(6).expand(2, 6, 6)
     for discard in (0.0, 0.5):
-        torch.testing.assert_close(A.rollout([eye, eye, eye], discard), torch.eye(6).expand(2, 6, 6))
+        torch.testing.assert_close(rollout([eye, eye, eye], discard), torch.eye(6).expand(2, 6, 6))
 
 
 def test_discard_is_per_image():
     attn = torch.from_numpy(random_attention(b=2, layers=1)[0]).mean(dim=1)
-    both = A.discard_lowest(attn, 0.5)
+    both = discard_lowest(attn, 0.5)
     for i in range(2):
-        torch.testing.assert_close(both[i:i + 1], A.discard_lowest(attn[i:i + 1], 0.5))
+        torch.testing.assert_close(both[i:i + 1], discard_lowest(attn[i:i + 1], 0.5))
         assert (both[i] == 0).sum() == int(attn[i].numel() * 0.5)
 
 
@@ -190,9 +193,9 @@ def test_concurrent_calls_on_one_model_are_independent():
     model = make("cls")
     xs = [torch.randn(1, 3, 32, 32) for _ in range(6)]
     methods = ["rollout", "grad_rollout"] * 3
-    alone = [A.explain(model, x, method=m)[0].map for x, m in zip(xs, methods)]
+    alone = [explain(model, x, method=m)[0].map for x, m in zip(xs, methods)]
     with ThreadPoolExecutor(3) as pool:
-        together = list(pool.map(lambda xm: A.explain(model, xm[0], method=xm[1])[0].map, zip(xs, methods)))
+        together = list(pool.map(lambda xm: explain(model, xm[0], method=xm[1])[0].map, zip(xs, methods)))
     for a, t in zip(alone, together):
         np.testing.assert_allclose(a, t, atol=1e-6)
 
@@ -200,9 +203,9 @@ def test_concurrent_calls_on_one_model_are_independent():
 def test_explain_batch_equals_images_one_by_one():
     model = make("cls")
     x = torch.randn(3, 3, 32, 32)
-    batch = A.explain(model, x, discard_ratio=0.8, head_fusion="max", start_layer=1)
+    batch = explain(model, x, discard_ratio=0.8, head_fusion="max", start_layer=1)
     for i, res in enumerate(batch):
-        alone = A.explain(model, x[i:i + 1], discard_ratio=0.8, head_fusion="max", start_layer=1)[0]
+        alone = explain(model, x[i:i + 1], discard_ratio=0.8, head_fusion="max", start_layer=1)[0]
         np.testing.assert_allclose(res.map, alone.map, atol=1e-6)
         assert res.map.sum() + res.prefix_share == pytest.approx(1.0, abs=1e-5)
 
@@ -213,13 +216,13 @@ def test_explain_map_is_rollout_row_of_source():
     ref = reference_maps(model, x)
     expected = numpy_rollout(ref, "mean", 0.0, 0)[0]
     for source, rows in (("cls", [0]), ("registers", [1, 2, 3, 4]), ("patches", list(range(5, 14)))):
-        res = A.explain(model, x, source=source)[0]
+        res = explain(model, x, source=source)[0]
         row = expected[rows].mean(axis=0)
         np.testing.assert_allclose(res.map, row[5:].reshape(3, 3), atol=1e-5)
         assert res.prefix_share == pytest.approx(row[:5].sum(), abs=1e-5)
         raw = np.stack([r[0][:, rows].mean(axis=1)[:, 5:].reshape(3, 3, 3) for r in ref])
         np.testing.assert_allclose(res.source_attention, raw, atol=1e-5)
-    res = A.explain(model, x)[0]
+    res = explain(model, x)[0]
     np.testing.assert_allclose(res.raw(1), res.source_attention[1].mean(axis=0))
     np.testing.assert_allclose(res.raw(1, 2), res.source_attention[1, 2])
     with pytest.raises(VitdashError, match="head must be"):
@@ -230,7 +233,7 @@ def test_distillation_token_source():
     model = make("cls+dist")
     x = torch.randn(1, 3, 32, 32)
     ref = numpy_rollout(reference_maps(model, x), "mean", 0.0, 0)[0]
-    res = A.explain(model, x, source="dist")[0]
+    res = explain(model, x, source="dist")[0]
     np.testing.assert_allclose(res.map, ref[1, 2:].reshape(4, 4), atol=1e-5)
     assert res.to_dict()["tokens"]["dist_index"] == 1
 
@@ -239,7 +242,7 @@ def test_grad_rollout_matches_gradient_through_fused_attention():
     """dL/dA = dL/dO_h V_h^T, taken on the shared model's own fused forward (no softmax materialized)."""
     model = make("cls")
     x = torch.randn(1, 3, 32, 32)
-    res = A.explain(model, x, method="grad_rollout", target_class=3)[0]
+    res = explain(model, x, method="grad_rollout", target_class=3)[0]
     assert res.target_class == 3 and res.head_fusion == "grad_mean"
 
     ref = reference_maps(model, x)
@@ -267,23 +270,23 @@ def test_grad_rollout_matches_gradient_through_fused_attention():
         da = (g @ v.detach().transpose(-1, -2)).double().numpy()
         weighted.append(np.clip(da * a, 0, None).mean(axis=1))
     assert all(w.max() > 0 for w in weighted)
-    expected = A.rollout([torch.from_numpy(w) for w in weighted]).numpy()[0]
+    expected = rollout([torch.from_numpy(w) for w in weighted]).numpy()[0]
     assert np.ptp(expected[0, 1:]) > 1e-4  # a map with structure, not the identity's zeros
     np.testing.assert_allclose(res.map, expected[0, 1:].reshape(4, 4), atol=1e-5)
-    plain = A.explain(model, x)[0]
+    plain = explain(model, x)[0]
     assert not np.allclose(plain.map, res.map, atol=1e-4)
 
 
 def test_grad_rollout_defaults_to_top1_and_needs_a_head():
     model = make("cls").requires_grad_(False)  # a frozen inference model still gives gradients
     x = torch.randn(2, 3, 32, 32)
-    res = A.explain(model, x, method="grad_rollout")
+    res = explain(model, x, method="grad_rollout")
     with torch.no_grad():
         assert [r.target_class for r in res] == model(x).argmax(dim=1).tolist()
     with pytest.raises(VitdashError, match="one index"):
-        A.explain(model, x, method="grad_rollout", target_class=10)
+        explain(model, x, method="grad_rollout", target_class=10)
     with pytest.raises(VitdashError, match="classification head"):
-        A.explain(make("cls+reg"), torch.randn(1, 3, 42, 42), method="grad_rollout")
+        explain(make("cls+reg"), torch.randn(1, 3, 42, 42), method="grad_rollout")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -295,36 +298,36 @@ def test_grad_rollout_defaults_to_top1_and_needs_a_head():
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(VitdashError, match=message):
-        A.explain(make("cls"), torch.randn(1, 3, 32, 32), **kwargs)
+        explain(make("cls"), torch.randn(1, 3, 32, 32), **kwargs)
 
 
 def test_not_a_vit_is_refused():
     with pytest.raises(VitdashError, match="VisionTransformer"):
-        A.attention_maps(torch.nn.Linear(2, 2), torch.randn(1, 2))
+        attention_maps(torch.nn.Linear(2, 2), torch.randn(1, 2))
 
 
 def test_class_names_and_top5():
-    assert A.class_names(3, {"id2label": {"0": "cat", "1": "dog", "2": "eel"}}) == ["cat", "dog", "eel"]
-    assert A.class_names(2, {"config": {"id2label": {0: "a", 1: "b"}}}) == ["a", "b"]
-    assert A.class_names(2, {"class_to_idx": {"b": 1, "a": 0}}) == ["a", "b"]
-    assert A.class_names(2, {"id2label": {"0": "a", "2": "c"}}) is None  # gaps: not this head's names
-    assert A.class_names(2, {"class_to_idx": {"a": "x", "b": 1}}) is None
-    assert A.class_names(10) is None
-    names = A.class_names(1000)
+    assert class_names(3, {"id2label": {"0": "cat", "1": "dog", "2": "eel"}}) == ["cat", "dog", "eel"]
+    assert class_names(2, {"config": {"id2label": {0: "a", 1: "b"}}}) == ["a", "b"]
+    assert class_names(2, {"class_to_idx": {"b": 1, "a": 0}}) == ["a", "b"]
+    assert class_names(2, {"id2label": {"0": "a", "2": "c"}}) is None  # gaps: not this head's names
+    assert class_names(2, {"class_to_idx": {"a": "x", "b": 1}}) is None
+    assert class_names(10) is None
+    names = class_names(1000)
     assert names[0].startswith("tench") and len(names) == 1000
-    top = A.top_predictions(torch.tensor([0.0, 3.0, 1.0, 2.0, -1.0, 0.5]), list("abcdef"))
+    top = top_predictions(torch.tensor([0.0, 3.0, 1.0, 2.0, -1.0, 0.5]), list("abcdef"))
     assert [p.label for p in top] == ["b", "d", "c", "f", "a"]
     assert sum(p.probability for p in top) < 1.0 and top[0].to_dict()["index"] == 1
 
 
 def test_explain_images_end_to_end_on_a_checkpoint():
-    from vitdash.images import sklearn_samples
-    from vitdash.sources import load_timm
+    from vitdash.data.samples import sklearn_samples
+    from vitdash.load.sources import load_timm
 
     ckpt = load_timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=3,
                      num_classes=1000)
     images = [ref.load() for ref in sklearn_samples()]
-    results = A.explain_images(ckpt, images, img_size=(40, 30), head_fusion="min", discard_ratio=0.5)
+    results = explain_images(ckpt, images, img_size=(40, 30), head_fusion="min", discard_ratio=0.5)
     assert len(results) == 2
     d = results[0].to_dict()
     assert d["grid"] == [5, 3] and d["input_size"] == [40, 24] and d["num_prefix_tokens"] == 1
@@ -342,7 +345,7 @@ def test_explain_images_end_to_end_on_a_checkpoint():
 def test_overlay_blend_and_png():
     from PIL import Image
 
-    from vitdash import overlay as O
+    from vitdash.attention import overlay as O
 
     lut = O.colormap_lut("Viridis")
     assert lut.shape == (256, 3) and tuple(lut[0]) == (68, 1, 84) and tuple(lut[-1]) == (253, 231, 37)
@@ -372,7 +375,7 @@ def test_figures():
     fig = heads_figure(maps, layer=2)
     assert len(fig.data) == 5 and [a.text for a in fig.layout.annotations] == [f"head {i}" for i in range(5)]
     assert map_figure(maps[0], "x").data[0].z.shape == (3, 4)
-    bars = top5_figure([A.Prediction(3, 0.5, "cat"), A.Prediction(1, 0.2, None)])
+    bars = top5_figure([Prediction(3, 0.5, "cat"), Prediction(1, 0.2, None)])
     assert list(bars.data[0].y) == ["3: cat", "1"]
     assert bars.layout.yaxis.type == "category"  # unnamed classes ("0", "8") are rows, not a number line
 
@@ -406,20 +409,20 @@ def test_cli_rollout_json_and_png(tmp_path, capsys):
 
 def test_real_dinov2_checkpoint_maps_match_reference(shared_dir):
     """The canonical model built from real weights (HF layout, LayerScale, 37x37 position grid)."""
-    from vitdash.model import build_model
-    from vitdash.sources import load
+    from vitdash.identity.model import build_model
+    from vitdash.load.sources import load
 
     ckpt = load(shared_dir / "checkpoints" / "dinov2-small-hf")
     model = build_model(ckpt)
     torch.manual_seed(0)
     x = torch.randn(1, 3, 56, 98)  # 4x7 patches of 14 px: position embeddings resampled from 37x37
-    got = A.attention_maps(model, x)
-    assert got.layout == A.TokenLayout(1, 0, None, (), (4, 7))
+    got = attention_maps(model, x)
+    assert got.layout == TokenLayout(1, 0, None, (), (4, 7))
     for g, r in zip(got.attentions, reference_maps(model, x)):
         np.testing.assert_allclose(g.numpy(), r, atol=2e-5)
     with torch.no_grad():
         torch.testing.assert_close(got.output, model(x), atol=1e-4, rtol=1e-4)
-    res = A.explain(model, x, discard_ratio=0.5)[0]
+    res = explain(model, x, discard_ratio=0.5)[0]
     assert res.map.shape == (4, 7) and res.top5 is None
 
 
@@ -430,7 +433,7 @@ def test_map_pooled_model_is_seen_from_its_pools_query():
     """SigLIP-style models: the map is the rollout rows weighted by the pool's attention over the final
     tokens, which `pool_attention` recomputes exactly (it rebuilds the pool's output)."""
     model = make("map-pooled")
-    layout = A.token_layout(model)
+    layout = token_layout(model)
     assert layout.pool_start == 0 and layout.default_source == "pool"
     assert layout.available_sources == ("pool", "patches")
     x = torch.randn(2, 3, 32, 32)
@@ -442,13 +445,13 @@ def test_map_pooled_model_is_seen_from_its_pools_query():
     pool, tokens = model.attn_pool, seen["x"]
     b, n, c = tokens.shape
     with torch.no_grad():
-        attn = A.pool_attention(pool, tokens)  # (B, heads, 1, N)
+        attn = pool_attention(pool, tokens)  # (B, heads, 1, N)
         v = pool.kv(tokens).reshape(b, n, 2, pool.num_heads, pool.head_dim)[:, :, 1].transpose(1, 2)
         out = pool.proj((attn @ v).transpose(1, 2).reshape(b, 1, c))
         out = out + pool.mlp(pool.norm(out))
     torch.testing.assert_close(out[:, 0], features, atol=1e-5, rtol=1e-5)
 
-    results = A.explain(model, x)
+    results = explain(model, x)
     weights = attn.mean(dim=1)[:, 0].double().numpy()  # heads fused by their mean, like the blocks'
     maps = reference_maps(model, x)
     flow = np.einsum("bn,bnm->bm", weights, numpy_rollout(maps, "mean", 0.0, 0))
@@ -459,7 +462,7 @@ def test_map_pooled_model_is_seen_from_its_pools_query():
         raw_layer1 = np.einsum("n,hnm->hm", weights[i], maps[1][i]).reshape(-1, *res.grid)
         np.testing.assert_allclose(res.source_attention[1], raw_layer1, atol=1e-5)
     # the pool's view differs from the plain mean of the patches, and gradient rollout reads it too
-    patches = A.explain(model, x, source="patches")[0]
+    patches = explain(model, x, source="patches")[0]
     assert not np.allclose(patches.map, results[0].map, atol=1e-4)
-    grad = A.explain(model, x, method="grad_rollout")[0]
+    grad = explain(model, x, method="grad_rollout")[0]
     assert grad.source == "pool" and abs(grad.map.sum() + grad.prefix_share - 1) < 1e-5

@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import save_file
 
 from vitdash.errors import VitdashError
-from vitdash.formats.torch_pickle import pickle_globals
-from vitdash.sources import load
+from vitdash.load.formats.torch_pickle import pickle_globals
+from vitdash.load.sources import load
 
 torch.manual_seed(0)
 
@@ -237,7 +237,7 @@ def test_malicious_exec_is_named(tmp_path):
 
 
 def test_malicious_pickle_as_upload(tmp_path):
-    from vitdash.sources import load_bytes
+    from vitdash.load.sources import load_bytes
 
     marker = _marker()
     buf = io.BytesIO()

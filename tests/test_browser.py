@@ -212,8 +212,8 @@ def test_accuracy_check_runs_in_the_browser(server, browser):
 
 
 def test_report_opens_offline(browser, demo_pair, tmp_path):
+    from vitdash.load.sources import load
     from vitdash.report import generate
-    from vitdash.sources import load
 
     rep = generate(load(demo_pair.trained), data="digits", limit=100, attention_images=1)
     html_path, _ = rep.write(tmp_path / "report.html")

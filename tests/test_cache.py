@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save
 
 from vitdash import cache as C
+from vitdash import pipeline as P
 from vitdash.errors import VitdashError
 
 MB = 1 << 20
@@ -77,7 +78,7 @@ def test_a_failed_load_is_not_cached_and_can_be_retried():
 
 
 def test_nbytes_counts_checkpoint_tensors_and_model_parameters(tiny_vit_ckpt):
-    from vitdash.model import build_model
+    from vitdash.identity.model import build_model
 
     expected = sum(t.numel() * t.element_size() for t in tiny_vit_ckpt.tensors.materialize().values())
     assert C.nbytes(tiny_vit_ckpt) == expected
@@ -152,8 +153,8 @@ def _run_sessions(lru: C.ByteLRU, uploads: list[bytes]) -> tuple[list[dict], lis
         data = uploads[i]
         digest = hashlib.sha256(data).hexdigest()
         start.wait()  # all eight open their files at the same moment
-        ckpt = C.cached_upload(data, "model.safetensors", digest, cache=lru)
-        model = C.cached_model(ckpt, cache=lru)
+        ckpt = P.cached_upload(data, "model.safetensors", digest, cache=lru)
+        model = P.cached_model(ckpt, cache=lru)
         with torch.inference_mode():
             logits = model(torch.zeros(1, 3, 32, 32))
         refs.extend([weakref.ref(ckpt), weakref.ref(model)])
@@ -179,7 +180,7 @@ def _retained(bound: int, uploads: list[bytes]) -> tuple[int, list[dict], list[w
 
 
 def test_eight_sessions_stay_under_the_bound_and_see_only_their_own_upload(fixed_mmap_threshold, uploads):
-    from vitdash.sources import load_bytes
+    from vitdash.load.sources import load_bytes
 
     one_file = C.nbytes(load_bytes(uploads[0], "model.safetensors"))
     per_session = 2 * one_file  # the checkpoint and its built model weigh the same

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vitdash.checkpoint import LAYOUTS
 from vitdash.cli import main
+from vitdash.load.checkpoint import LAYOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {"format": str, "layout": str, "num_tensors": int, "num_params": int, "sha256": str, "wrappers": list,

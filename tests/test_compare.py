@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from vitdash.compare import compare
 from vitdash.errors import VitdashError
-from vitdash.sources import checkpoint_from_state_dict, load, load_timm
+from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
+from vitdash.population.compare import compare
 
 # timm -> torchvision names: the inverse of vitdash/layouts/torchvision_layout.py's rules.
 _TO_TORCHVISION = [
@@ -158,7 +158,7 @@ def test_empty_checkpoint_is_refused():
 
 
 def test_comparison_figures():
-    from vitdash.figures.populations import group_changes_figure, tensor_changes_figure, verdict_change_figure
+    from vitdash.figures.population import group_changes_figure, tensor_changes_figure, verdict_change_figure
 
     sd = tiny_state()
     tuned = {k: v * 1.2 if k.startswith("blocks.1.") else v.clone() for k, v in sd.items()}

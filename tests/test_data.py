@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdash.data import (suggested_data, IMAGENET_COARSE_GROUPS, coarse_imagenet_group, discover, group_coarse, imagenet_lemma,
-                          load_digits, map_labels)
+from vitdash.data.datasets import (
+    IMAGENET_COARSE_GROUPS,
+    coarse_imagenet_group,
+    discover,
+    group_coarse,
+    imagenet_lemma,
+    load_digits,
+    suggested_data,
+)
+from vitdash.data.labels import map_labels
 from vitdash.errors import VitdashError
 
 

@@ -8,15 +8,15 @@ import threading
 import pytest
 import torch
 
-from vitdash import demo
 from vitdash.errors import VitdashError
-from vitdash.sources import load
+from vitdash.load import demo
+from vitdash.load.sources import load
 
 TINY = demo.DemoRecipe(embed_dim=16, depth=1, num_heads=2, epochs=1)  # seconds to train: plumbing tests only
 
 
 def test_pair_loads_as_described_timm_vits(demo_pair):
-    from vitdash.architecture import infer_architecture
+    from vitdash.identity.architecture import infer_architecture
 
     trained, init = load(demo_pair.trained), load(demo_pair.init)
     for ckpt in (trained, init):
@@ -42,8 +42,9 @@ def test_trained_beats_chance_on_held_out_digits_and_twin_is_at_chance(demo_pair
 
 def test_accuracy_check_reproduces_the_recorded_held_out_accuracy(demo_pair):
     """evaluate() rebuilds preprocessing from the saved pretrained_cfg: same tensors as training, same score."""
-    from vitdash.data import load_digits
-    from vitdash.evaluate import EngineOptions, evaluate
+    from vitdash.data.datasets import load_digits
+    from vitdash.perform.engine import EngineOptions
+    from vitdash.perform.evaluate import evaluate
 
     trained = load(demo_pair.trained)
     held_out = load_digits().subset(trained.metadata["config"]["vitdash_demo"]["test_indices"])
@@ -154,7 +155,7 @@ def test_cli_demo_prints_the_pair(demo_pair, request, capsys):
 
 def test_audit_calls_the_demo_trained_and_its_twin_random(demo_pair):
     """The pair every fresh install shows first is a ground truth for the verdict: all of it trained, or none."""
-    from vitdash.verdict import audit
+    from vitdash.trained.verdict import audit
 
     trained, init = audit(load(demo_pair.trained)), audit(load(demo_pair.init))
     assert trained.verdict == "trained" and not trained.at_init, trained.summary

@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 
 from vitdash.errors import VitdashError
-from vitdash.evaluate import EngineOptions, Progress, evaluate, resolve_preprocessing, wilson_interval
+from vitdash.identity.preprocessing import resolve_preprocessing
+from vitdash.perform.engine import EngineOptions, Progress
+from vitdash.perform.evaluate import evaluate, wilson_interval
 
 DIGITS_CFG = {"input_size": (1, 8, 8), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0, "interpolation": "bilinear"}
 
@@ -44,7 +46,7 @@ def digits_vit():
 
 @pytest.fixture(scope="module")
 def digits_ckpt(digits_vit):
-    from vitdash.sources import checkpoint_from_state_dict
+    from vitdash.load.sources import checkpoint_from_state_dict
 
     return checkpoint_from_state_dict(digits_vit.state_dict(), source="digits-vit",
                                       metadata={"num_heads": 2, "pretrained_cfg": DIGITS_CFG})
@@ -81,7 +83,7 @@ def test_accuracy_equals_a_direct_computation(digits_vit, digits_ckpt):
 
 def test_class_to_idx_overrides_folder_order(digits_vit):
     """With the checkpoint's own class names permuted, accuracy follows the names, not the folder order."""
-    from vitdash.sources import checkpoint_from_state_dict
+    from vitdash.load.sources import checkpoint_from_state_dict
 
     x, y = _digits_tensors()
     with torch.no_grad():
@@ -128,7 +130,7 @@ def test_progress_and_cancel(tmp_path, tiny_vit_ckpt):
 
 
 def test_headless_checkpoint_is_refused(tmp_path):
-    from vitdash.sources import load_timm
+    from vitdash.load.sources import load_timm
 
     ckpt = load_timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=0)
     with pytest.raises(VitdashError, match="no classification head"):
@@ -148,7 +150,7 @@ def test_bad_engine_options_are_refused(tiny_vit_ckpt):
 def test_preprocessing_from_hugging_face_configs_and_overrides(tiny_vit_ckpt):
     from dataclasses import replace
 
-    from vitdash.architecture import infer_architecture
+    from vitdash.identity.architecture import infer_architecture
 
     arch = infer_architecture(tiny_vit_ckpt)
     hf = replace(tiny_vit_ckpt, metadata={
@@ -177,7 +179,7 @@ def test_preprocessing_from_hugging_face_configs_and_overrides(tiny_vit_ckpt):
 def test_one_channel_model_gets_one_channel_normalization(digits_ckpt):
     from dataclasses import replace
 
-    from vitdash.architecture import infer_architecture
+    from vitdash.identity.architecture import infer_architecture
 
     ckpt = replace(digits_ckpt, metadata={"num_heads": 2})
     p = resolve_preprocessing(ckpt, infer_architecture(ckpt))
@@ -216,7 +218,7 @@ def test_real_mnist_checkpoint_reads_digits_with_mnist_preprocessing(shared_dir)
     """A ViT trained on MNIST elsewhere (vit-pytorch layout) recognizes scikit-learn's digits once they are
     framed and normalized as MNIST was (digit in the middle 20 of 28 px, mean 0.1307, std 0.3081): layout
     mapping, preprocessing overrides and scoring working together on weights nobody here trained."""
-    from vitdash.sources import load
+    from vitdash.load.sources import load
 
     ckpt = load(shared_dir / "checkpoints" / "mnist_vit_lucidrains_layout.pt")
     opts = EngineOptions(device="cpu", batch_size=512)
@@ -232,7 +234,7 @@ def test_published_top1_sits_beside_the_measured_one(shared_dir):
     """When the metadata names published weights, the family table's top-1 (percent) comes back as a fraction."""
     from dataclasses import replace
 
-    from vitdash.sources import load_timm
+    from vitdash.load.sources import load_timm
 
     ckpt = load_timm("vit_tiny_patch16_224")
     cfg = {**ckpt.metadata["pretrained_cfg"], "tag": "augreg_in21k_ft_in1k"}
@@ -244,7 +246,7 @@ def test_published_top1_sits_beside_the_measured_one(shared_dir):
 
 
 def test_class_axes_are_categories_so_digit_names_keep_their_order(digits_ckpt):
-    from vitdash.figures.evaluate import confusion_figure, per_class_figure
+    from vitdash.figures.perform import confusion_figure, per_class_figure
 
     r = evaluate(digits_ckpt, "digits", EngineOptions(device="cpu", batch_size=256),
                  measure_throughput=False)

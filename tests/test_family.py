@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 
-from vitdash.architecture import infer_architecture
-from vitdash.checkpoint import Checkpoint, TensorStore
-from vitdash.complexity import complexity, macs_by_component, spec_params
-from vitdash.family import describe, family_rows, heads_for_shape, match, reference_top1, row_spec
-from vitdash.layouts import detect
-from vitdash.sources import checkpoint_from_state_dict, load, load_timm
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.complexity import complexity, macs_by_component, spec_params
+from vitdash.identity.family import describe, match, reference_top1, row_spec
+from vitdash.identity.family_table import family_rows, heads_for_shape
+from vitdash.load.checkpoint import Checkpoint, TensorStore
+from vitdash.load.layouts import detect
+from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
 
 ROWS = family_rows()
 

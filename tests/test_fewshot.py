@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from vitdash.data import load_digits
+from vitdash.data.datasets import load_digits
 from vitdash.errors import VitdashError
-from vitdash.evaluate import EngineOptions
-from vitdash.fewshot import feasible_shots, fewshot, probe
+from vitdash.perform.engine import EngineOptions
+from vitdash.perform.fewshot import feasible_shots, fewshot, probe
 
 
 def _blobs(separation: float, n_per_class: int = 30, classes: int = 4, dim: int = 64, seed: int = 0):
@@ -55,7 +55,7 @@ def test_dinov2_backbone_beats_its_random_twin_on_coarse_imagenet_groups(shared_
     At 112 px (8x8 patches of 14 px, position embeddings interpolated by timm) to keep this under a minute
     of CPU; measured on this data: 10-shot about 40% against 14% for the twin (chance 14%, 7 groups).
     """
-    from vitdash.sources import load
+    from vitdash.load.sources import load
 
     ckpt = load(shared_dir / "checkpoints" / "dinov2-small-hf")
     r = fewshot(ckpt, shared_dir / "images" / "imagenet-sample", shots=(1, 10), n_splits=5, coarse=True,

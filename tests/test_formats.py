@@ -15,13 +15,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vitdash.errors import VitdashError
-from vitdash.formats import read_file, sha256_files
-from vitdash.formats.safetensors_reader import nonfinite
-from vitdash.formats.torch_pickle import pickle_globals
-from vitdash.model import build_model
-from vitdash.sources import load
 from tests.tiny import assert_same_tensors, tiny_vit
+from vitdash.errors import VitdashError
+from vitdash.identity.model import build_model
+from vitdash.load.formats import read_file
+from vitdash.load.formats.raw import sha256_files
+from vitdash.load.formats.safetensors_reader import nonfinite
+from vitdash.load.formats.torch_pickle import pickle_globals
+from vitdash.load.sources import load
 
 torch.manual_seed(0)
 

@@ -13,6 +13,7 @@ import pytest
 
 from vitdash.errors import VitdashError
 from vitdash.history import CSV_COLUMNS, AuditHistory, default_path, record_audit
+from vitdash.identity.family import report
 
 ACC = {"top1": 0.9, "top5": 1.0, "n_images": 360, "data": {"name": "digits", "kind": "digits", "root": "sklearn"}}
 
@@ -122,11 +123,11 @@ def test_bad_paths_and_files_give_messages(tmp_path):
 
 
 def test_record_audit_from_real_analyses(tmp_path, tiny_vit_ckpt):
-    from vitdash import family, verdict
+    from vitdash.trained import verdict
 
     h = AuditHistory(tmp_path / "h.sqlite")
     audit = verdict.audit(tiny_vit_ckpt)
-    arch = family.report(tiny_vit_ckpt)
+    arch = report(tiny_vit_ckpt)
     rec = record_audit(h, tiny_vit_ckpt, audit=audit, family=arch, reviewer="ana", note="init check")
     assert rec.sha256 == tiny_vit_ckpt.sha256 and rec.verdict == audit.verdict == "random"
     assert rec.family == arch.match.name and rec.family_kind == arch.match.kind

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdash import images as I
+from vitdash.data.images import list_images, open_image
+from vitdash.data.samples import SAMPLE_DIR_ENV, data_samples, folder_samples, sample_dir, samples, sklearn_samples
 from vitdash.errors import VitdashError
 
 
@@ -26,23 +27,23 @@ def photo(mode: str = "RGB", size=(48, 32)) -> Image.Image:
 @pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("PNG", "P"),
                                        ("WEBP", "RGB")])
 def test_supported_formats_open_as_rgb(fmt, mode):
-    img = I.open_image(encode(photo(mode), fmt), "x")
+    img = open_image(encode(photo(mode), fmt), "x")
     assert img.mode == "RGB" and img.size == (48, 32)
 
 
 def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90 degrees: width and height swap when displayed
-    img = I.open_image(encode(photo(), "JPEG", exif=exif))
+    img = open_image(encode(photo(), "JPEG", exif=exif))
     assert img.size == (32, 48)
 
 
 def test_paths_open_too(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(encode(photo(), "PNG"))
-    assert I.open_image(path).size == (48, 32)
+    assert open_image(path).size == (48, 32)
     with pytest.raises(VitdashError, match="no such image file"):
-        I.open_image(tmp_path / "missing.png")
+        open_image(tmp_path / "missing.png")
 
 
 @pytest.mark.parametrize("data, message", [
@@ -55,25 +56,25 @@ def test_paths_open_too(tmp_path):
 ])
 def test_bad_files_get_a_clear_message(data, message):
     with pytest.raises(VitdashError, match=message) as e:
-        I.open_image(data, "upload.jpg")
+        open_image(data, "upload.jpg")
     assert str(e.value).startswith("upload.jpg:")
 
 
 def test_huge_pixel_count_is_refused_before_decoding():
     data = encode(Image.new("1", (3000, 2000)), "PNG")  # 6 MP of zeros: a few kB on disk
     with pytest.raises(VitdashError, match="6 megapixels is over the limit of 5 megapixels"):
-        I.open_image(data, "bomb.png", max_pixels=5_000_000)
+        open_image(data, "bomb.png", max_pixels=5_000_000)
 
 
 def test_pil_decompression_bomb_guard_becomes_a_message(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL warns above this, raises above twice this
     for size in [(40, 30), (100, 100)]:
         with pytest.raises(VitdashError, match="decompression bomb"):
-            I.open_image(encode(photo(size=size), "PNG"), "big.png")
+            open_image(encode(photo(size=size), "PNG"), "big.png")
 
 
 def test_sklearn_samples_are_there_offline():
-    refs = I.sklearn_samples()
+    refs = sklearn_samples()
     assert [r.name for r in refs] == ["china", "flower"]
     assert refs[0].load().size == (640, 427)
 
@@ -83,32 +84,32 @@ def test_sample_folder_from_env(tmp_path, monkeypatch):
     (tmp_path / "cat.WEBP").write_bytes(encode(photo(), "WEBP"))
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / ".hidden.png").write_bytes(encode(photo(), "PNG"))
-    monkeypatch.setenv(I.SAMPLE_DIR_ENV, str(tmp_path))
-    assert I.sample_dir() == tmp_path
-    refs = I.folder_samples()
+    monkeypatch.setenv(SAMPLE_DIR_ENV, str(tmp_path))
+    assert sample_dir() == tmp_path
+    refs = folder_samples()
     assert [(r.name, r.label) for r in refs] == [("cat", None), ("n01440764_tench", "tench")]
-    assert [r.origin for r in I.samples()] == ["sklearn", "sklearn", "folder", "folder"]
-    monkeypatch.setenv(I.SAMPLE_DIR_ENV, str(tmp_path / "absent"))
-    assert I.sample_dir() is None and I.folder_samples() == []
+    assert [r.origin for r in samples()] == ["sklearn", "sklearn", "folder", "folder"]
+    monkeypatch.setenv(SAMPLE_DIR_ENV, str(tmp_path / "absent"))
+    assert sample_dir() is None and folder_samples() == []
     with pytest.raises(VitdashError, match="not a folder"):
-        I.list_images(tmp_path / "absent")
+        list_images(tmp_path / "absent")
 
 
 def test_shared_imagenet_sample(shared_dir, monkeypatch):
-    monkeypatch.delenv(I.SAMPLE_DIR_ENV, raising=False)
-    assert I.sample_dir() == shared_dir / "images" / "imagenet-sample"
-    refs = I.folder_samples()
+    monkeypatch.delenv(SAMPLE_DIR_ENV, raising=False)
+    assert sample_dir() == shared_dir / "images" / "imagenet-sample"
+    refs = folder_samples()
     assert len(refs) == 200 and refs[0].label == "tench"
     assert min(refs[0].load().size) == 256
 
 
 def test_data_samples_from_the_accuracy_check_data(tmp_path):
-    digits = I.data_samples("digits", limit=3)
+    digits = data_samples("digits", limit=3)
     assert [r.label for r in digits] == ["0", "1", "2"]
     assert digits[0].load().size == (8, 8)
     for cls in ("cat", "dog"):
         (tmp_path / cls).mkdir()
         (tmp_path / cls / f"{cls}1.png").write_bytes(encode(photo(), "PNG"))
-    refs = I.data_samples(tmp_path)
+    refs = data_samples(tmp_path)
     assert [(r.name, r.label, r.origin) for r in refs] == [("cat1", "cat", "data"), ("dog1", "dog", "data")]
     assert refs[1].load().mode == "RGB"

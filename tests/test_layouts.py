@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from vitdash.architecture import infer_architecture
-from vitdash.model import build_model
-from vitdash.sources import checkpoint_from_state_dict, load
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.model import build_model
+from vitdash.load.sources import checkpoint_from_state_dict, load
 
 torch.manual_seed(0)
 
@@ -84,9 +84,16 @@ def _hub_names(sd: dict) -> dict:
 
 
 def _hf_models():
-    from transformers import (DeiTConfig, DeiTForImageClassificationWithTeacher, Dinov2Config, Dinov2Model,
-                              Dinov2WithRegistersConfig, Dinov2WithRegistersModel, ViTConfig,
-                              ViTForImageClassification)
+    from transformers import (
+        DeiTConfig,
+        DeiTForImageClassificationWithTeacher,
+        Dinov2Config,
+        Dinov2Model,
+        Dinov2WithRegistersConfig,
+        Dinov2WithRegistersModel,
+        ViTConfig,
+        ViTForImageClassification,
+    )
 
     small = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=32,
                  patch_size=8)

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import save, save_file
 
 from tests.demo_utils import demo_cache_dir
-from vitdash import demo, library
 from vitdash.errors import VitdashError
-from vitdash.sources import load
+from vitdash.load import demo, library
+from vitdash.load.sources import load
 
 
 @pytest.fixture()

@@ -11,14 +11,14 @@ from torch import nn
 
 from tests.test_priors import _check_scheme
 from tests.test_signals import _planted
-from vitdash.architecture import infer_architecture
-from vitdash.checkpoint import Checkpoint, TensorStore
-from vitdash.complexity import complexity, macs_by_component, params_by_component, spec_params
-from vitdash.layouts import detect
-from vitdash.model import build_model, build_random_twin, timm_kwargs
-from vitdash.roles import assign_roles
-from vitdash.sources import checkpoint_from_state_dict
-from vitdash.verdict import audit
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.complexity import complexity, macs_by_component, params_by_component, spec_params
+from vitdash.identity.model import build_model, build_random_twin, timm_kwargs
+from vitdash.load.checkpoint import Checkpoint, TensorStore
+from vitdash.load.layouts import detect
+from vitdash.load.sources import checkpoint_from_state_dict
+from vitdash.trained.roles import assign_roles
+from vitdash.trained.verdict import audit
 
 POOL_KEYS = sorted(["attn_pool.latent", *(f"attn_pool.{m}.{p}" for m in ("q", "kv", "proj", "norm", "mlp.fc1",
                                                                           "mlp.fc2") for p in ("weight", "bias"))])
@@ -269,7 +269,7 @@ def test_fresh_pool_on_dinov2_is_partial(shared_dir):
     from timm.models import named_apply
     from timm.models.vision_transformer import init_weights_vit_timm
 
-    from vitdash.sources import load
+    from vitdash.load.sources import load
 
     dino = load(shared_dir / "checkpoints" / "dinov2-small-hf").tensors.materialize()
     torch.manual_seed(0)

@@ -8,10 +8,9 @@ import re
 import pytest
 import timm
 import torch
+from apptest_utils import errors, page_test
 from PIL import Image
 from safetensors.torch import save_file
-
-from apptest_utils import errors, page_test
 
 
 def _save(tmp_path_factory, name: str, **kwargs) -> str:

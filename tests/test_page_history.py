@@ -89,8 +89,9 @@ def test_unusable_database_path_is_a_message(tmp_path, monkeypatch):
 
 
 def test_accuracy_measured_on_the_benchmark_page_is_saved(db, demo_pair):
-    from vitdash.evaluate import EngineOptions, evaluate
-    from vitdash.sources import load
+    from vitdash.load.sources import load
+    from vitdash.perform.engine import EngineOptions
+    from vitdash.perform.evaluate import evaluate
 
     ckpt = load(demo_pair.trained)
     result = evaluate(ckpt, "digits", EngineOptions(device="cpu", limit=60), measure_throughput=False)

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from vitdash import priors as P
-from vitdash.roles import assign_roles, weight_of
+from vitdash.trained import priors as P
+from vitdash.trained.moments import moments_many
+from vitdash.trained.roles import assign_roles, weight_of
 
 torch.manual_seed(0)
 
@@ -71,7 +72,8 @@ def test_timm_distilled_dist_token():
 
 def test_torchvision_init():
     import torchvision
-    from vitdash.sources import checkpoint_from_state_dict
+
+    from vitdash.load.sources import checkpoint_from_state_dict
 
     tv = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=64,
                                               mlp_dim=128, num_classes=10, representation_size=32)
@@ -138,12 +140,11 @@ def test_prior_moments_and_quantiles():
 def test_entries_the_init_clamped_onto_a_far_bound_are_left_out():
     """torch's trunc_normal_ clamps erfinv(-1) = -inf onto its bound (about one entry in 2**24): at timm's
     absolute -2 for std 0.02 that entry is 100 std out, and must not make timm's own init miss its prior."""
-    from vitdash import signals as S
 
     x = torch.randn(2, 32768, generator=torch.Generator().manual_seed(0)) * 0.02
     x[0, 123] = -2.0  # trunc_normal_(std=.02) when its uniform draw is exactly -1
     prior = P.Prior("truncnormal", 0.02, -2.0, 2.0)
-    moms = S.moments_many(list(x), x)
+    moms = moments_many(list(x), x)
     kw = dict(numel=[m.sampled for m in moms], mean=[m.mean for m in moms], std=[m.std for m in moms],
               constant=[m.constant for m in moms])
     samples = P.sample_sorted(x)

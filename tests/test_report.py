@@ -8,9 +8,9 @@ import re
 import pytest
 
 from vitdash import report as R
-from vitdash import verdict
 from vitdash.cli import main
-from vitdash.sources import load
+from vitdash.load.sources import load
+from vitdash.trained import verdict
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_a_failing_analysis_becomes_a_message_not_a_lost_report(demo_pair, tmp_p
 def test_non_vit_checkpoint_gets_the_sections_that_apply(tmp_path):
     import torch
 
-    from vitdash.sources import checkpoint_from_state_dict
+    from vitdash.load.sources import checkpoint_from_state_dict
 
     cnn = {"conv1.weight": torch.randn(16, 3, 3, 3), "layer1.0.conv1.weight": torch.randn(16, 16, 3, 3),
            "fc.weight": torch.randn(10, 16)}

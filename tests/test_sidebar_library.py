@@ -19,7 +19,7 @@ def env(tmp_path, monkeypatch):
 
 
 def test_demo_is_trained_on_first_use_then_opened(env, monkeypatch):
-    from vitdash import demo
+    from vitdash.load import demo
 
     real = demo.train_demo
     tiny = demo.DemoRecipe(embed_dim=16, depth=1, num_heads=2, epochs=1)  # seconds: the plumbing, not the model

@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vitdash.architecture import infer_architecture
-from vitdash.model import build_model
-from vitdash.sources import checkpoint_from_state_dict, load, load_timm
-from vitdash.verdict import audit
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.model import build_model
+from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
+from vitdash.trained.verdict import audit
 
 VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=32,
               patch_size=8)

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitdash.errors import VitdashError
-from vitdash.sources import load, load_bytes, load_timm
 from tests.tiny import assert_same_tensors, tiny_vit
+from vitdash.errors import VitdashError
+from vitdash.load.sources import load, load_bytes, load_timm
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.manual_seed(0)
@@ -228,7 +228,7 @@ def test_unknown_timm_name():
 _HUB_CALLS = textwrap.dedent("""
     import time
     from vitdash.errors import VitdashError
-    from vitdash.sources import load_hub, load_timm
+    from vitdash.load.sources import load_hub, load_timm
     for call in (lambda: load_hub("google/vit-base-patch16-224"),
                  lambda: load_timm("vit_tiny_patch16_224", pretrained=True)):
         start = time.monotonic()
@@ -287,7 +287,7 @@ _CACHED_CALLS = textwrap.dedent("""
     import time
     import huggingface_hub, timm
     from huggingface_hub import constants
-    from vitdash.sources import load_hub, load_timm
+    from vitdash.load.sources import load_hub, load_timm
     seen = []  # huggingface_hub's process-wide offline flag, as any other thread would see it mid-call
 
     def spy(fn):

@@ -9,10 +9,10 @@ from contextlib import redirect_stdout
 import pytest
 import torch
 
-from vitdash.checkpoint import Checkpoint, TensorStore
-from vitdash.sources import checkpoint_from_state_dict, load
-from vitdash.roles import ROLES
-from vitdash.verdict import MODEL_VERDICTS, VERDICTS, audit
+from vitdash.load.checkpoint import Checkpoint, TensorStore
+from vitdash.load.sources import checkpoint_from_state_dict, load
+from vitdash.trained.roles import ROLES
+from vitdash.trained.verdict import MODEL_VERDICTS, VERDICTS, audit
 
 REAL = ["dinov2-small-hf", "fmnist_vit_custom.pth", "mnist_vit_torchvision_layout.pth",
         "mnist_vit_lucidrains_layout.pt"]

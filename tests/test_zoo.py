@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitdash import zoo
 from vitdash.errors import VitdashError
+from vitdash.population.discover import discover
+from vitdash.population.member import ModelAudit
+from vitdash.population.runners import iter_audit
+from vitdash.population.zoo import ZooReport, audit_zoo, build_report, pick_target
 
 PARENT = "vit_digits04_lr3e-3_s0"
 CHILD_LRS = (1e-4, 1e-3, 1e-2)
@@ -119,16 +122,16 @@ def zoo_dir() -> Path:
 @pytest.fixture(scope="module")
 def report(zoo_dir):
     seen = []
-    rep = zoo.audit_zoo(zoo_dir, progress=lambda done, total, a: seen.append((done, total, a.model.name)))
+    rep = audit_zoo(zoo_dir, progress=lambda done, total, a: seen.append((done, total, a.model.name)))
     assert [s[0] for s in seen] == list(range(1, 8)) and all(s[1] == 7 for s in seen)
     return rep
 
 
-def _by_name(rep: zoo.ZooReport) -> dict[str, zoo.ModelAudit]:
+def _by_name(rep: ZooReport) -> dict[str, ModelAudit]:
     return {a.model.name: a for a in rep.models}
 
 
-def _assert_same_stats(summaries: dict[str, dict], reference: zoo.ZooReport) -> None:
+def _assert_same_stats(summaries: dict[str, dict], reference: ZooReport) -> None:
     """Another backend computed the same numbers as the in-process run (up to float noise across threads)."""
     assert set(summaries) == {a.model.path for a in reference.models}
     for a in reference.models:
@@ -138,7 +141,7 @@ def _assert_same_stats(summaries: dict[str, dict], reference: zoo.ZooReport) -> 
 
 
 def test_discover_reads_the_model_zoo_layout(zoo_dir):
-    pop = zoo.discover(zoo_dir)
+    pop = discover(zoo_dir)
     assert pop.layout == "model_zoo" and len(pop.models) == 7
     parent = next(m for m in pop.models if m.group == "pretraining")
     children = [m for m in pop.models if m.group == "finetuning"]
@@ -152,7 +155,7 @@ def test_discover_reads_the_model_zoo_layout(zoo_dir):
     assert set(pop.varying_factors) >= {"optim::lr", "seed", "dataset::name", "model::o_dim"}
     assert "training::batchsize" not in pop.varying_factors
     assert set(children[0].result) == {"test_acc", "train_acc", "loss_train", "training_iteration"}
-    assert zoo.pick_target(pop.models) == "test_acc"
+    assert pick_target(pop.models) == "test_acc"
 
 
 def test_population_statistics(report):
@@ -207,7 +210,7 @@ def test_ray_backend_on_a_local_instance(zoo_dir, report):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         streamed = []
-        rep = zoo.audit_zoo(zoo_dir, ray="auto", progress=lambda done, total, a: streamed.append(done))
+        rep = audit_zoo(zoo_dir, ray="auto", progress=lambda done, total, a: streamed.append(done))
     finally:
         ray.shutdown()
     assert streamed == list(range(1, 8)) and rep.backend == "ray (auto)"
@@ -218,7 +221,7 @@ def test_ray_backend_on_a_local_instance(zoo_dir, report):
 def test_ray_requested_without_ray_installed(zoo_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(VitdashError, match="pip install ray"):
-        zoo.audit_zoo(zoo_dir, ray="auto")
+        audit_zoo(zoo_dir, ray="auto")
 
 
 def test_plain_folder_with_a_family_and_a_broken_file(tmp_path):
@@ -235,7 +238,7 @@ def test_plain_folder_with_a_family_and_a_broken_file(tmp_path):
     torch.save(_tiny_vit(10, 1).state_dict(), tmp_path / "loose.pth")
     (tmp_path / "broken.pth").write_bytes(b"\x80\x02 not really a pickle")
 
-    rep = zoo.audit_zoo(tmp_path)
+    rep = audit_zoo(tmp_path)
     models = _by_name(rep)
     assert rep.layout == "folder" and set(models) == {"base", "tuned", "loose.pth", "broken.pth"}
     assert models["tuned"].model.parent == str(tmp_path / "base") and models["tuned"].model.parent_checkpoint is None
@@ -249,20 +252,20 @@ def test_plain_folder_with_a_family_and_a_broken_file(tmp_path):
 
 def test_bad_inputs(tmp_path, zoo_dir):
     with pytest.raises(VitdashError, match="not a folder"):
-        zoo.discover(tmp_path / "missing")
+        discover(tmp_path / "missing")
     with pytest.raises(VitdashError, match="no checkpoints found"):
-        zoo.discover(tmp_path)
+        discover(tmp_path)
     with pytest.raises(VitdashError, match="single model"):
-        zoo.discover(zoo_dir / "pretraining" / PARENT)
+        discover(zoo_dir / "pretraining" / PARENT)
     with pytest.raises(VitdashError, match="at least 1"):
-        list(zoo.iter_audit([], workers=0))
-    pop = zoo.discover(zoo_dir)
+        list(iter_audit([], workers=0))
+    pop = discover(zoo_dir)
     with pytest.raises(VitdashError, match="no model reports 'top1'"):
-        zoo.build_report(pop, [], target="top1")
+        build_report(pop, [], target="top1")
 
 
 def test_population_figures(report):
-    from vitdash.figures import populations as figs
+    from vitdash.figures import population as figs
 
     df = figs.zoo_frame(report)
     assert {"dist_parent", "test_acc", "optim::lr"} <= set(figs.numeric_columns(df))

@@ -5,7 +5,16 @@ import streamlit as st
 
 from ui.state import SOURCE_KEY, select_upload, selected
 from vitdash.errors import VitdashError
-from vitdash.library import TIMM_ARCHITECTURES, LibraryEntry, demo_entries, list_library, prepare, save_dir, save_upload
+from vitdash.history import AuditHistory
+from vitdash.load.library import (
+    TIMM_ARCHITECTURES,
+    LibraryEntry,
+    demo_entries,
+    list_library,
+    prepare,
+    save_dir,
+    save_upload,
+)
 
 _KINDS = ("Demo", "Library", "timm architecture (init)", "Path on server", "Upload", "Hugging Face Hub")
 
@@ -116,7 +125,6 @@ def _describe_current() -> None:
     if ckpt is None:
         return
     st.markdown(f"**{ckpt.name}**  \n{ckpt.layout} layout · {ckpt.num_params / 1e6:.2f} M params")
-    from vitdash.history import AuditHistory
 
     try:
         earlier = AuditHistory().find_by_hash(ckpt.sha256)

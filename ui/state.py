@@ -14,9 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from vitdash.cache import cached_checkpoint, cached_model, cached_upload
-from vitdash.checkpoint import Checkpoint
+from vitdash.pipeline import cached_checkpoint, cached_model, cached_upload
 from vitdash.errors import VitdashError
+from vitdash.load.checkpoint import Checkpoint
 
 SOURCE_KEY = "source"
 

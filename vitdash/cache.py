@@ -25,19 +25,17 @@ V = TypeVar("V")
 
 
 def nbytes(value: Any) -> int:
-    """Bytes a cached value holds: tensors of a Checkpoint, parameters + buffers of a module, a tensor's data."""
+    """Bytes a cached value holds: a checkpoint's tensors (its `nbytes`), a module's parameters and buffers, a
+    tensor's data, or the sum over a list/tuple/dict of such values."""
     import torch
 
-    from vitdash.checkpoint import Checkpoint
-
-    if isinstance(value, Checkpoint):
-        store = value.tensors
-        return sum(store.info(k).numel * torch.empty((), dtype=store.info(k).dtype).element_size() for k in store)
     if isinstance(value, torch.nn.Module):
         tensors = {id(t): t for t in (*value.parameters(), *value.buffers())}  # tied weights counted once
         return sum(t.numel() * t.element_size() for t in tensors.values())
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
+    if isinstance(getattr(value, "nbytes", None), int):
+        return value.nbytes
     raise TypeError(f"no byte size known for {type(value).__name__}; pass size= explicitly")
 
 
@@ -181,28 +179,6 @@ def shared_cache() -> ByteLRU:
         return _SHARED
 
 
-def _or_shared(cache: ByteLRU | None) -> ByteLRU:
-    return cache if cache is not None else shared_cache()  # not `or`: an empty cache is falsy (len 0)
-
-
-def cached_checkpoint(source: str, fingerprint: str = "", cache: ByteLRU | None = None):
-    """`vitdash.sources.load(source)` through the cache; `fingerprint` (size/mtime) makes a rewritten file reload."""
-    from vitdash.sources import load
-
-    return _or_shared(cache).get_or_load(("checkpoint", source, fingerprint), lambda: load(source))
-
-
-def cached_upload(data: bytes, filename: str, digest: str, cache: ByteLRU | None = None):
-    """An upload through the cache, keyed by its own sha256: only a session holding the same bytes can ask for it."""
-    from vitdash.sources import load_bytes
-
-    return _or_shared(cache).get_or_load(("upload", digest, filename), lambda: load_bytes(data, filename))
-
-
-def cached_model(ckpt, cache: ByteLRU | None = None):
-    """`vitdash.model.build_model(ckpt)` once per content hash, shared by sessions (eval mode; do not mutate)."""
-    from vitdash.model import build_model
-
-    if not ckpt.sha256:
-        return build_model(ckpt)
-    return _or_shared(cache).get_or_load(("model", ckpt.sha256), lambda: build_model(ckpt))
+def or_shared(cache: ByteLRU | None) -> ByteLRU:
+    """`cache`, or the process-wide one when None (not `or`: an empty cache is falsy, len 0)."""
+    return cache if cache is not None else shared_cache()

@@ -18,7 +18,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from vitdash import __version__
+from vitdash.attention.explain import explain_images
+from vitdash.attention.overlay import blend, to_png, upscale
+from vitdash.data.samples import data_samples, samples
 from vitdash.errors import VitdashError
+from vitdash.figures.identity import breakdown_figure, family_scatter
+from vitdash.figures.perform import (
+    accuracy_figure,
+    confusion_figure,
+    fewshot_figure,
+    per_class_figure,
+    throughput_figure,
+)
+from vitdash.figures.trained import depth_role_heatmap
+from vitdash.identity.family import report
+from vitdash.identity.family_table import family_rows
+from vitdash.perform.engine import EngineOptions
+from vitdash.perform.evaluate import evaluate
+from vitdash.trained import verdict
 
 ProgressFn = Callable[[str], None]
 VERDICT_COLORS = {"trained": "#1a7f37", "partial": "#9a6700", "random": "#cf222e"}
@@ -51,8 +69,6 @@ class Report:
                    ckpt.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        from vitdash import __version__
-
         return {"title": self.title, "created_at": self.created_at, "vitdash_version": __version__,
                 "checkpoint": self.checkpoint,
                 "sections": {s.key: ({"error": s.error} if s.error else s.data) for s in self.sections}}
@@ -61,8 +77,6 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     def to_html(self) -> str:
-        from vitdash import __version__
-
         parts = []
         plotly_included = False
         for s in self.sections:
@@ -133,8 +147,6 @@ def _pct(v: float | None) -> str:
 
 
 def _png_data_uri(image) -> str:
-    from vitdash.overlay import to_png
-
     return "data:image/png;base64," + base64.b64encode(to_png(image)).decode("ascii")
 
 
@@ -154,7 +166,6 @@ def checkpoint_section(ckpt) -> Section:
 
 def verdict_section(audit) -> Section:
     """Is it trained? The model verdict with its reasons, what is still at init, and every tensor's reading."""
-    from vitdash.figures.weights import depth_role_heatmap
 
     color = VERDICT_COLORS.get(audit.verdict, "#656d76")
     body = (f'<p><span class="badge" style="background:{color}">{_e(audit.verdict)}</span> '
@@ -178,8 +189,6 @@ def verdict_section(audit) -> Section:
 def architecture_section(rep) -> Section:
     """What is it? The architecture read off the tensors and its place in the ViT family
     (`vitdash.family.report(ckpt)`)."""
-    from vitdash.family import family_rows
-    from vitdash.figures.architecture import breakdown_figure, family_scatter
 
     arch, cx, found = rep.arch, rep.complexity, rep.match
     rows = [("family match", f"{found.kind}: {found.name}"), ("width", arch.embed_dim), ("depth", arch.depth),
@@ -197,7 +206,6 @@ def architecture_section(rep) -> Section:
 
 def accuracy_section(result) -> Section:
     """Does it perform? Own-head accuracy (`vitdash.evaluate.evaluate`) with how it was measured."""
-    from vitdash.figures.evaluate import accuracy_figure, confusion_figure, per_class_figure, throughput_figure
 
     rows = [("data", f"{result.data.get('name')} ({result.data.get('kind')}, {result.n_images} images, "
                      f"{result.n_classes} classes)"),
@@ -221,7 +229,6 @@ def accuracy_section(result) -> Section:
 
 def fewshot_section(result) -> Section:
     """Few-shot probe of the features (`vitdash.fewshot.fewshot`), against the random twin."""
-    from vitdash.figures.evaluate import fewshot_figure
 
     rows = [(r.shots, f"{r.accuracy_mean:.1%} ± {r.accuracy_std:.1%}",
              "n/a" if r.random_init_accuracy_mean is None else
@@ -236,7 +243,6 @@ def fewshot_section(result) -> Section:
 
 def attention_section(items: Sequence[tuple[str, Any]], colormap: str = "Jet", opacity: float = 0.5) -> Section:
     """Where does it look? Each image as the model saw it, with its attention map blended in, and the top-5."""
-    from vitdash.overlay import blend, upscale
 
     if not items:
         raise VitdashError("no attention results to report")
@@ -275,10 +281,7 @@ def _attempt(key: str, title: str, build: Callable[[], Section]) -> Section:
 
 
 def _attention_items(ckpt, n_images: int, data: str | None) -> list[tuple[str, Any]]:
-    from vitdash import images
-    from vitdash.attention import explain_images
-
-    refs = images.data_samples(data, limit=n_images) if data else images.samples()[:n_images]
+    refs = data_samples(data, limit=n_images) if data else samples()[:n_images]
     loaded = [(ref.name + (f" ({ref.label})" if ref.label else ""), ref.load()) for ref in refs]
     results = explain_images(ckpt, [img for _, img in loaded])
     return [(name, r) for (name, _), r in zip(loaded, results)]
@@ -291,8 +294,6 @@ def generate(ckpt, data: str | None = None, limit: int | None = None, attention_
     `data` (a folder or 'digits') adds the accuracy check and takes the attention images from it; `history`
     (an AuditHistory) adds the earlier audits of the same content.
     """
-    from vitdash import family, verdict
-    from vitdash.evaluate import EngineOptions, evaluate
 
     say = progress or (lambda message: None)
     sections = []
@@ -300,7 +301,7 @@ def generate(ckpt, data: str | None = None, limit: int | None = None, attention_
     sections.append(_attempt("verdict", "Is it trained?", lambda: verdict_section(verdict.audit(ckpt))))
     if ckpt.is_vit:
         say("reading the architecture")
-        sections.append(_attempt("architecture", "What is it?", lambda: architecture_section(family.report(ckpt))))
+        sections.append(_attempt("architecture", "What is it?", lambda: architecture_section(report(ckpt))))
         if data:
             say(f"measuring accuracy on {data}")
             sections.append(_attempt("accuracy", "Does it perform?", lambda: accuracy_section(

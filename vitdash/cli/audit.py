@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.trained.verdict import audit
 
-NAME = "audit"
 HELP = "is it trained? verdict (trained/random/partial), what is still at init, and the evidence per tensor"
 
 
@@ -42,8 +42,6 @@ def summary(result: dict, show_all: bool = False) -> str:
 
 
 def run(args) -> int:
-    from vitdash.verdict import audit
-
     ckpt = load_or_exit(args.path)
     result = audit(ckpt, progress=_progress if sys.stderr.isatty() else None).to_dict()
     emit(result, args, summary(result, args.all))

@@ -5,6 +5,8 @@ import json
 import sys
 from typing import Any
 
+from vitdash.load.sources import load
+
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -21,6 +23,5 @@ def emit(result: dict[str, Any], args, summary: str | None = None) -> None:
 
 def load_or_exit(path: str):
     """Load a checkpoint; VitdashError propagates to main(), which prints it and exits 2."""
-    from vitdash.sources import load
 
     return load(path)

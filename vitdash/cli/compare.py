@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.population.compare import compare
 
-NAME = "compare"
 HELP = "compare two checkpoints tensor by tensor on canonical names (same weights? what moved? the head?)"
 
 
@@ -30,8 +30,6 @@ def _summary(cmp) -> str:
 
 
 def run(args) -> int:
-    from vitdash.compare import compare
-
     cmp = compare(load_or_exit(args.a), load_or_exit(args.b), verdicts=not args.no_verdict)
     emit(cmp.to_dict(), args, _summary(cmp))
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 
 from vitdash.cli.common import add_json_flag, emit
+from vitdash.load.demo import TrainProgress, ensure_demo
 
-NAME = "demo"
 HELP = "build the demo pair (a small ViT trained on scikit-learn's digits, and its untrained twin) in the cache"
 
 
@@ -15,8 +15,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vitdash.demo import TrainProgress, ensure_demo
-
     last_epoch = [0]
 
     def progress(p: TrainProgress) -> None:

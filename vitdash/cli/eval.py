@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.perform.engine import EngineOptions
+from vitdash.perform.evaluate import evaluate
 
-NAME = "eval"
 HELP = "score the checkpoint's own head on labeled images (folder, synset-named files, or 'digits')"
 
 
@@ -28,8 +29,6 @@ def add_engine_arguments(parser) -> None:
 
 
 def engine_options(args):
-    from vitdash.evaluate import EngineOptions
-
     return EngineOptions(device=args.device, batch_size=args.batch_size, precision=args.precision,
                          compile=args.compile, num_workers=args.workers, limit=args.limit)
 
@@ -45,8 +44,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vitdash.evaluate import evaluate
-
     ckpt = load_or_exit(args.path)
     r = evaluate(ckpt, args.data, engine_options(args), overrides(args), measure_throughput=not args.no_throughput)
     ref = f" (published {r.reference_top1:.1%})" if r.reference_top1 is not None else ""

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from vitdash.cli.common import emit, load_or_exit
 from vitdash.cli.eval import add_engine_arguments, engine_options, overrides
+from vitdash.perform.fewshot import DEFAULT_SHOTS, fewshot
 
-NAME = "fewshot"
 HELP = "few-shot linear probe of the frozen features, beside the same probe on a random-init twin"
 
 
 def add_arguments(parser) -> None:
-    from vitdash.fewshot import DEFAULT_SHOTS
 
     add_engine_arguments(parser)
     parser.add_argument("--shots", type=int, nargs="+", default=list(DEFAULT_SHOTS), help="images per class")
@@ -21,8 +20,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vitdash.fewshot import fewshot
-
     ckpt = load_or_exit(args.path)
     r = fewshot(ckpt, args.data, shots=args.shots, n_splits=args.splits, seed=args.seed, coarse=args.coarse,
                 random_twin=not args.no_twin, options=engine_options(args), overrides=overrides(args))

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.identity.family import describe
 
-NAME = "inspect"
 HELP = "describe a checkpoint: format, layout, tensors, metadata, mapping report"
 
 
@@ -13,8 +13,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vitdash.family import describe
-
     ckpt = load_or_exit(args.path)
     result = ckpt.to_dict() | describe(ckpt)
     summary = (f"{ckpt.name}: {ckpt.format} file, {ckpt.layout} layout, {len(ckpt.tensors)} tensors, "

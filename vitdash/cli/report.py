@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 
 from vitdash.cli.common import load_or_exit
+from vitdash.history import AuditHistory
+from vitdash.report import generate
 
-NAME = "report"
 HELP = "write a self-contained HTML report (figures embedded, opens offline) and the same results as JSON"
 
 
@@ -23,12 +24,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vitdash.report import generate
-
     ckpt = load_or_exit(args.path)
     history = None
     if args.history:
-        from vitdash.history import AuditHistory
 
         history = AuditHistory()
     report = generate(ckpt, data=args.data, limit=args.limit, attention_images=args.attention_images,

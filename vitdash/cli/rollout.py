@@ -3,9 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vitdash.attention.capture import SOURCES
+from vitdash.attention.explain import METHODS, explain_images
+from vitdash.attention.overlay import COLORMAPS, blend, to_png, upscale
+from vitdash.attention.rollout import HEAD_FUSIONS
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.data.images import open_image
+from vitdash.errors import VitdashError
 
-NAME = "rollout"
 HELP = "Attention rollout of one image: where the model looks (optionally as a PNG overlay)"
 
 
@@ -24,9 +29,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser) -> None:
-    from vitdash.attention import HEAD_FUSIONS, METHODS, SOURCES
-    from vitdash.overlay import COLORMAPS
-
     parser.add_argument("path", help="checkpoint file or folder (or timm:<name>)")
     parser.add_argument("image", help="JPEG, PNG or WebP image")
     parser.add_argument("-o", "--output", help="write the heatmap blended on the image to this PNG")
@@ -51,10 +53,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from vitdash.attention import explain_images
-    from vitdash.errors import VitdashError
-    from vitdash.images import open_image
-    from vitdash.overlay import blend, to_png, upscale
 
     ckpt = load_or_exit(args.path)
     if not ckpt.canonical:

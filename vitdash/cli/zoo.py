@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 
 from vitdash.cli.common import add_json_flag, emit
+from vitdash.population.discover import discover
+from vitdash.population.zoo import audit_zoo
 
-NAME = "zoo"
 HELP = "audit a population: a model zoo (pretraining/, finetuning/<parent>/) or any folder of checkpoints"
 
 
@@ -47,7 +48,6 @@ def _summary(report) -> str:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from vitdash.zoo import audit_zoo, discover
 
     population = discover(args.dir)
     with tqdm(total=len(population.models), unit="model", file=sys.stderr, desc="auditing") as bar:

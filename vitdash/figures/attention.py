@@ -7,7 +7,7 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 
-from vitdash.attention import Prediction
+from vitdash.attention.explain import Prediction
 
 
 def map_figure(values: np.ndarray, title: str = "", colormap: str = "Jet") -> go.Figure:

@@ -1,0 +1,158 @@
+"""Is it trained? The model verdict with its evidence, which blocks look trained, and any tensor's
+histogram against the init priors and spectrum against its shuffled twin."""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import pandas as pd
+import streamlit as st
+
+from ui.state import current_checkpoint
+from vitdash.errors import VitdashError
+from vitdash.figures.trained import (
+    HEATMAP_STATS,
+    depth_role_heatmap,
+    histogram_figure,
+    patch_filters_figure,
+    pos_embed_figure,
+    prior_table,
+    spectrum_figure,
+)
+from vitdash.load.checkpoint import Checkpoint
+from vitdash.trained.pos_embed import split_pos_embed
+from vitdash.trained.spectra import FullSpectrum, full_spectrum
+from vitdash.trained.verdict import Audit, audit, tensor_fits
+
+MAX_AUDITS = 8
+
+
+@st.cache_resource
+def _audits() -> OrderedDict:
+    """Audits shared by all sessions, keyed by checkpoint content (sha256) and source."""
+    return OrderedDict()
+
+
+def get_audit(ckpt: Checkpoint) -> Audit:
+    store, key = _audits(), (ckpt.sha256, ckpt.source)
+    if key not in store:
+        bar = st.progress(0.0, text="Auditing tensors...")
+        result = audit(ckpt, progress=lambda done, total, label: bar.progress(
+            done / max(total, 1), text=f"Auditing {done}/{total}: {label}"))
+        bar.empty()
+        store[key] = result
+        while len(store) > MAX_AUDITS:
+            store.popitem(last=False)
+    return store[key]
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing the full spectrum...")
+def _spectrum(sha: str, source: str, name: str, scores: bool, _ckpt: Checkpoint) -> FullSpectrum:
+    t = _ckpt.tensors[name]
+    return full_spectrum(t.reshape(-1, t.shape[-1]) if t.ndim == 3 else t, scores=scores)
+
+
+st.title("Is it trained?")
+ckpt = current_checkpoint()
+try:
+    result = get_audit(ckpt)
+except VitdashError as e:
+    st.error(str(e))
+    st.stop()
+
+# ---- verdict card --------------------------------------------------------------------------------------------
+COLORS = {"trained": "green", "random": "red", "partial": "orange", "init": "red", "unclear": "gray"}
+with st.container(border=True):
+    st.markdown(f"### :{COLORS[result.verdict]}[{result.verdict.upper()}]\n{result.summary}")
+    cols = st.columns(4)
+    cols[0].metric("Verdict", result.verdict)
+    cols[1].metric("Confidence", f"{result.confidence:.2f}")
+    cols[2].metric("Tensors at init", len(result.at_init))
+    cols[3].metric("Audit time", f"{result.seconds:.1f} s")
+    st.markdown("\n".join(f"- {e}" for e in result.evidence))
+    if result.likely_init:
+        st.caption(f"The at-init values match **{result.likely_init}**'s initialization.")
+    if result.at_init:
+        with st.expander(f"At init: {len(result.at_init)} tensor(s) in {', '.join(result.at_init_groups)}"):
+            st.write(", ".join(result.at_init))
+if not ckpt.canonical:
+    st.info("Layout not recognized: roles and blocks are guessed from names and shapes; histograms, spectra and "
+            "the verdict still apply to every tensor.")
+
+# ---- depth x role ------------------------------------------------------------------------------------------
+st.subheader("Which blocks look trained?")
+c1, c2 = st.columns([3, 1])
+stat = c1.selectbox("Colour by", list(HEATMAP_STATS), format_func=lambda k: HEATMAP_STATS[k][0])
+weights_only = c2.checkbox("Weight matrices only", value=True)
+if any(t.block is not None for t in result.tensors):
+    st.plotly_chart(depth_role_heatmap(result, stat, weights_only), width="stretch")
+else:
+    st.info("No repeated blocks found in the tensor names: the table below lists every tensor.")
+
+# ---- one tensor --------------------------------------------------------------------------------------------
+st.subheader("One tensor")
+names = [t.name for t in result.tensors]
+default = next((names.index(n) for n in result.at_init), None)
+if default is None:
+    default = max(range(len(names)), key=lambda i: result.tensors[i].stats.get("structure", float("-inf")))
+name = st.selectbox("Tensor", names, index=default,
+                    format_func=lambda n: f"{n}  [{result.tensor(n).verdict}]")
+rep = result.tensor(name)
+st.markdown(f":{COLORS[rep.verdict]}[**{rep.verdict}**]: {rep.reason}")
+mom = rep.stats["moments"]
+best = rep.stats.get("best_fit") or {}
+mcols = st.columns(5)
+mcols[0].metric("mean", f"{mom['mean']:.3g}")
+mcols[1].metric("std", f"{mom['std']:.3g}")
+mcols[2].metric("excess kurtosis", "n/a" if mom["excess_kurtosis"] is None else f"{mom['excess_kurtosis']:.2f}")
+mcols[3].metric("KS to best prior", f"{best['ks']:.3f}" if best else "n/a", help=best.get("prior"))
+mcols[4].metric("std / prior std", f"{best['std_ratio']:.3f}" if best.get("std_ratio") else "n/a")
+tensor = ckpt.tensors[name]
+fits = tensor_fits(ckpt, name)
+st.plotly_chart(histogram_figure(tensor.reshape(-1), fits, name), width="stretch")
+if fits:
+    st.dataframe(pd.DataFrame(prior_table(fits)), hide_index=True)
+spec = rep.stats.get("spectrum")
+if spec is not None:
+    space = st.radio("Spectrum of", ["raw values", "normal scores (what the verdict uses)"], horizontal=True)
+    scores = space.startswith("normal")
+    full = _spectrum(ckpt.sha256, ckpt.source, name, scores, ckpt)
+    st.plotly_chart(spectrum_figure(full.eigenvalues, full.twin, full.shape, full.variance, name,
+                                    "normal-score" if scores else "raw"), width="stretch")
+    st.caption(f"Verdict statistic on the {spec['block'][0]}x{spec['block'][1]} {spec['method']} reading: "
+               f"top eigenvalue {spec['top_over_edge']:.2f}x the MP edge, {spec['top_over_twin']:.2f}x the "
+               f"shuffled twin's, z = {spec['structure']:.1f}, {spec['n_outliers']} outlier(s), tail exponent "
+               f"{spec['tail_alpha'] if spec['tail_alpha'] is None else round(spec['tail_alpha'], 2)}.")
+
+# ---- position embedding and patch filters ------------------------------------------------------------------
+pos = next((t for t in result.tensors if t.role == "pos_embed" and "pos_embed" in t.stats), None)
+if pos is not None:
+    st.subheader("Position embedding")
+    p = pos.stats["pos_embed"]
+    split = split_pos_embed(ckpt.tensors[pos.name], p["num_prefix"], tuple(p["grid"]))
+    pc = st.columns(3)
+    pc[0].metric("similarity vs distance (corr)", f"{p['corr']:.2f}", help=f"z = {p['corr_z']:.1f}")
+    pc[1].metric("neighbours vs all (contrast)", f"{p['neighbour_contrast']:.2f}", help=f"z = {p['neighbour_z']:.1f}")
+    pc[2].metric("structure z", f"{p['z']:.1f}")
+    if split is not None:
+        st.plotly_chart(pos_embed_figure(split[0], split[1]), width="stretch")
+
+patch = next((t for t in result.tensors if t.role == "patch_embed" and len(t.shape) == 4), None)
+if patch is not None:
+    st.subheader("Patch-embedding filters")
+    f = patch.stats.get("filters")
+    if f is not None:
+        st.caption(f"Neighbouring-pixel correlation {f['smoothness']:.2f} against {f['null_mean']:.2f} for "
+                   f"shuffled pixels: z = {f['z']:.1f}.")
+    pca = st.radio("Show", ["principal components", "first filters"], horizontal=True) == "principal components"
+    st.plotly_chart(patch_filters_figure(ckpt.tensors[patch.name], pca=pca), width="stretch")
+
+# ---- every tensor ------------------------------------------------------------------------------------------
+st.subheader("Every tensor")
+table = pd.DataFrame([{
+    "name": t.name, "role": t.role, "block": t.block, "shape": "x".join(map(str, t.shape)), "verdict": t.verdict,
+    "structure": t.scalar("structure"), "std": t.scalar("std"), "kurtosis": t.scalar("excess_kurtosis"),
+    "closest prior": (t.stats.get("best_fit") or {}).get("prior"), "reason": t.reason} for t in result.tensors])
+st.dataframe(table, hide_index=True)
+st.download_button("Download the audit (JSON)", json.dumps(result.to_dict(), indent=2, default=str),
+                   file_name=f"{ckpt.name or 'checkpoint'}.audit.json", mime="application/json")

@@ -1,0 +1,35 @@
+"""The Architecture page under AppTest: a timm model, a custom real file, and a file that is no ViT."""
+from __future__ import annotations
+
+import torch
+
+from tests.apptest_utils import errors, page_test
+
+
+def test_timm_model_is_an_exact_family_member():
+    at = page_test("identity.py", source="timm:vit_tiny_patch16_224").run()
+    assert errors(at) == []
+    assert any(s.value.startswith("exact match: ViT-Ti/16 @224") for s in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Width"], metrics["Depth"], metrics["Heads"], metrics["GFLOPs"]) == ("192", "12", "3", "1.25")
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_custom_file_shows_inferred_heads_and_differences(shared_dir):
+    at = page_test("identity.py", source=str(shared_dir / "checkpoints" / "fmnist_vit_custom.pth")).run()
+    assert errors(at) == []
+    assert any(w.value.startswith("custom ViT; nearest family member ViT-Ti/16") for w in at.warning)
+    assert {m.label: m.value for m in at.metric}["Heads"] == "4*"
+    assert any("single out 4 heads" in i.value for i in at.info)
+    assert any("Differences" in md.value for md in at.markdown)
+    # a custom network is not ViT-Ti/16: its published ImageNet accuracy is not offered as this model's
+    assert any("say nothing about this network" in c.value for c in at.caption)
+    assert not any("not identified as a published checkpoint" in c.value for c in at.caption)
+
+
+def test_not_a_vit_is_a_message_not_a_crash(tmp_path):
+    path = tmp_path / "resnetish.pth"
+    torch.save({"layer1.0.conv1.weight": torch.zeros(8, 3, 3, 3), "layer1.0.bn1.weight": torch.ones(8)}, path)
+    at = page_test("identity.py", source=str(path)).run()
+    assert not at.exception
+    assert any("Not a recognized ViT" in w.value for w in at.warning)

@@ -1,0 +1,112 @@
+"""The benchmark page under AppTest, on a tiny checkpoint saved to disk and the built-in digits."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+from apptest_utils import errors, page_test
+from safetensors.torch import save_file
+
+
+@pytest.fixture(scope="module")
+def tiny10(tmp_path_factory) -> str:
+    """A 10-way tiny ViT at 16 px: digits are upsampled to it, so the whole page runs in seconds."""
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=1,
+                              embed_dim=32, num_heads=2, num_classes=10)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny10.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return str(path)
+
+
+def _ready(source: str):
+    at = page_test("perform.py", source)
+    at.run()
+    assert not errors(at), errors(at)
+    at.text_input(key="benchmark_data").set_value("digits")
+    at.number_input(key="benchmark_limit").set_value(200)
+    return at
+
+
+def test_without_checkpoint_shows_a_hint():
+    at = page_test("perform.py")
+    at.run()
+    assert not errors(at) and at.info
+
+
+def test_accuracy_run_shows_metrics_and_charts(tiny10):
+    at = _ready(tiny10)
+    assert at.expander  # preprocessing and engine settings are shown before running
+    at.button(key="benchmark_run").click().run()
+    assert not errors(at), errors(at)
+    labels = [m.label for m in at.metric]
+    assert labels[:2] == ["Top-1", "Top-5"] and "Images/s" in labels
+    assert [m.value for m in at.metric if m.label == "Images"] == ["200"]
+    assert any("guess" in w.value for w in at.warning)  # no class names in the file: folder order is a guess
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any(c["data"][0]["type"] == "heatmap" for c in charts)  # confusion matrix for 10 classes
+    assert not at.session_state["benchmark_running"]
+    _, result = at.session_state["benchmark_result"]
+    assert "overrides" not in result.preprocessing["source"]  # untouched widgets override nothing
+
+
+def test_preprocessing_override_is_used(tiny10):
+    at = _ready(tiny10)
+    at.number_input(key="benchmark_img_size").set_value(32)
+    at.button(key="benchmark_run").click().run()
+    assert not errors(at), errors(at)
+    _, result = at.session_state["benchmark_result"]
+    assert result.preprocessing["input_size"] == [3, 32, 32] and "overrides" in result.preprocessing["source"]
+
+
+def test_fewshot_run_draws_the_twin(tiny10):
+    at = _ready(tiny10)
+    at.radio(key="benchmark_mode").set_value("Few-shot probe (frozen features vs random twin)").run()
+    at.multiselect(key="benchmark_shots").set_value([1, 5])
+    at.number_input(key="benchmark_splits").set_value(2)
+    at.button(key="benchmark_run").click().run()
+    assert not errors(at), errors(at)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    names = [t.get("name") for c in charts for t in c["data"]]
+    assert "checkpoint" in names and "random-init twin" in names
+
+
+def test_bad_data_folder_is_a_clear_error(tiny10, tmp_path):
+    at = _ready(tiny10)
+    at.text_input(key="benchmark_data").set_value(str(tmp_path / "nowhere"))
+    at.button(key="benchmark_run").click().run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+
+
+def test_cancel_after_an_interrupted_run_is_reported(tiny10):
+    """A run Streamlit interrupted leaves `benchmark_running` set; Cancel's callback then reports it."""
+    at = _ready(tiny10)
+    at.session_state["benchmark_running"] = True  # as an interrupted run leaves it
+    at.button(key="benchmark_cancel_button").click().run()
+    assert any("Cancelled" in w.value for w in at.warning)
+    at.button(key="benchmark_cancel_button").click().run()  # idle: nothing to cancel, nothing reported
+    assert not any("Cancelled" in w.value for w in at.warning)
+
+
+def test_defaults_follow_the_checkpoint_picked_but_a_typed_value_stays(tiny10, tmp_path):
+    """Opening an RGB model with no head after the grayscale demo must not leave 'digits' and the own-head check
+    selected; a data folder the user typed is theirs and stays."""
+    at = page_test("perform.py", "timm:vit_small_patch14_reg4_dinov2")  # 3 channels, no classifier head
+    at.session_state["benchmark_data"] = "digits"  # what a 1-channel checkpoint left behind
+    at.session_state["benchmark_data_default"] = "digits"
+    at.session_state["benchmark_mode"] = "Own-head accuracy"
+    at.session_state["benchmark_mode_default"] = "Own-head accuracy"
+    at.run()
+    assert not errors(at), errors(at)
+    from vitdash.data.datasets import suggested_data
+    from vitdash.data.samples import sample_dir
+    assert at.text_input(key="benchmark_data").value == suggested_data(3, sample_dir())
+    assert at.radio(key="benchmark_mode").value.startswith("Few-shot probe")
+    at.text_input(key="benchmark_data").set_value(str(tmp_path)).run()
+    at.session_state["source"] = tiny10
+    at.run()
+    assert at.text_input(key="benchmark_data").value == str(tmp_path)
+    assert at.radio(key="benchmark_mode").value == "Own-head accuracy"  # tiny10 has a 10-way head

@@ -1,0 +1,82 @@
+"""The package's shape, checked: data flows one way (no import cycles), vitdash never imports streamlit, no
+function-local imports of vitdash's own modules, few modules directly under vitdash/."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "vitdash"
+MAX_TOP_LEVEL_MODULES = 7  # besides __init__/__main__: errors, cache, history, pipeline, report, jobs, ...
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported(node: ast.AST, current: str) -> list[str]:
+    """vitdash modules an import statement names (`from vitdash.x import y` counts y when it is a module)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.startswith("vitdash")]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("vitdash"):
+        return [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    return []
+
+
+def _graph(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
+    graph = {}
+    for name, tree in modules.items():
+        deps = set()
+        for node in ast.walk(tree):
+            deps.update(d for d in _imported(node, name) if d in modules and d != name)
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycles():
+    graph = _graph(_modules())
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            # a package's __init__ importing its own submodules is how packages work, not a cycle back
+            if state.get(dep) == 1 and not node.startswith(dep + "."):
+                cycles.append(stack[stack.index(dep):] + [dep] if dep in stack else [node, dep])
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_function_local_imports_of_vitdash():
+    found = []
+    for name, tree in _modules().items():
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found += [f"{name}:{n.lineno}" for n in ast.walk(fn) if _imported(n, name)]
+    assert not found, f"function-local imports of vitdash modules (hoist them; fix the cycle instead): {found}"
+
+
+def test_library_never_imports_streamlit():
+    found = [name for name, tree in _modules().items() for node in ast.walk(tree)
+             if isinstance(node, (ast.Import, ast.ImportFrom))
+             and any((a.name if isinstance(node, ast.Import) else (node.module or "")).split(".")[0] == "streamlit"
+                     for a in node.names)]
+    assert not found, f"vitdash must not import streamlit: {found}"
+
+
+def test_few_modules_directly_under_the_package():
+    top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"modules directly under vitdash/ belong in a stage package: {top}"

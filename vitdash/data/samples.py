@@ -1,0 +1,81 @@
+"""Sample images that work offline: the two photographs scikit-learn ships, a folder of images
+(`VITDASH_SAMPLE_DIR`, else `../shared/images/imagenet-sample` beside the repository when present), and the
+images of an accuracy-check data set."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from vitdash.common.paths import SHARED_DIR
+from vitdash.data.datasets import SYNSET_RE, discover, imagenet_lemma, load_digits
+from vitdash.data.images import list_images, open_image
+
+SAMPLE_DIR_ENV = "VITDASH_SAMPLE_DIR"
+DEFAULT_SAMPLE_DIR = SHARED_DIR / "images" / "imagenet-sample"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A sample image not yet decoded: what to call it, where it is, and its class when the name says so."""
+
+    name: str
+    origin: str  # 'sklearn' | 'folder' | 'data' (a file), or 'digits' (path is the index in sklearn's digits)
+    path: str
+    label: str | None = None
+
+    def load(self) -> Image.Image:
+        if self.origin == "digits":
+
+            return load_digits().load(int(self.path), "RGB")
+        return open_image(self.path, self.name)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"name": self.name, "origin": self.origin, "path": self.path, "label": self.label}
+
+
+def sklearn_samples() -> list[ImageRef]:
+    """The two photographs bundled with scikit-learn (china.jpg, flower.jpg): always there, no download."""
+    from sklearn.datasets import load_sample_images
+
+    return [ImageRef(Path(f).stem, "sklearn", str(f)) for f in load_sample_images().filenames]
+
+
+def sample_dir() -> Path | None:
+    """The configured sample folder (`VITDASH_SAMPLE_DIR`, else the shared ImageNet sample), if it exists."""
+    configured = os.environ.get(SAMPLE_DIR_ENV)
+    folder = Path(configured).expanduser() if configured else DEFAULT_SAMPLE_DIR
+    return folder if folder.is_dir() else None
+
+
+def label_from_name(path: str | Path) -> str | None:
+    """The ImageNet class named by a file name that starts with a WordNet synset id (n01440764_tench.JPEG)."""
+
+    m = SYNSET_RE.match(Path(path).name)
+    return imagenet_lemma(m.group(1)) if m else None
+
+
+def folder_samples(folder: str | Path | None = None) -> list[ImageRef]:
+    """Images of `folder` (default: `sample_dir()`; none when it is absent), labeled from their names."""
+    folder = folder if folder is not None else sample_dir()
+    if folder is None:
+        return []
+    return [ImageRef(p.stem, "folder", str(p), label_from_name(p)) for p in list_images(folder)]
+
+
+def data_samples(data: str | Path, limit: int | None = None) -> list[ImageRef]:
+    """Images of an accuracy-check data set (`vitdash.data.discover`: a folder, or 'digits'), with class names."""
+
+    ds = discover(data)
+    names = ds.class_names()
+    refs = [ImageRef(item.stem, "data", str(item), names[lab]) if isinstance(item, Path)
+            else ImageRef(f"{ds.name} #{i}", "digits", str(i), names[lab])
+            for i, (item, lab) in enumerate(zip(ds.items, ds.labels))]
+    return refs[:limit] if limit is not None else refs
+
+
+def samples() -> list[ImageRef]:
+    """Every built-in sample: scikit-learn's photographs, then the sample folder's images."""
+    return sklearn_samples() + folder_samples()

@@ -1,0 +1,64 @@
+"""The known ViT family table (`family.csv`), parsed once: one row per published member."""
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+FAMILY_CSV = Path(__file__).with_name("family.csv")
+
+
+FAMILY_KEYWORDS = {"ViT": "vit", "DeiT": "deit", "DeiT III": "deit3", "DINOv2": "dinov2", "CLIP": "clip"}
+
+
+_INT = ("layers", "width", "mlp_size", "heads", "patch", "img_size", "reg_tokens", "num_classes")
+
+
+_BOOL = ("class_token", "dist_token", "layer_scale", "pre_norm", "no_embed_class")
+
+
+_FLOAT = ("params_m", "gflops")
+
+
+@lru_cache(maxsize=1)
+def load_rows() -> tuple[dict[str, Any], ...]:
+    with FAMILY_CSV.open(newline="") as f:
+        raw = list(csv.DictReader(f))
+    rows = []
+    for r in raw:
+        row: dict[str, Any] = dict(r)
+        for k in _INT:
+            row[k] = int(r[k])
+        for k in _BOOL:
+            row[k] = r[k].strip().lower() in ("1", "true", "yes")
+        for k in _FLOAT:
+            row[k] = float(r[k])
+        row["top1"] = _parse_pairs(r["top1"], float)
+        row["hf_ids"] = _parse_pairs(r["hf_ids"], str)
+        row["label"] = f"{r['name']} @{row['img_size']}"
+        rows.append(row)
+    return tuple(rows)
+
+
+def _parse_pairs(text: str, cast) -> dict[str, Any]:
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split("|"))):
+        key, _, value = item.partition("=")
+        out[key.strip()] = cast(value.strip())
+    return out
+
+
+def family_rows() -> list[dict[str, Any]]:
+    """Every family member as a dict (a fresh copy: callers may annotate it)."""
+    return [dict(r) for r in load_rows()]
+
+
+def heads_for_shape(embed_dim: int, depth: int, mlp_hidden: int) -> tuple[int, str] | None:
+    """Heads of a family member with this width, depth and MLP (ViT-H: 16 heads of 80, not 1280/64)."""
+    found = {(r["heads"], r["name"]) for r in load_rows()
+             if (r["width"], r["layers"], r["mlp_size"]) == (embed_dim, depth, mlp_hidden)}
+    heads = {h for h, _ in found}
+    if len(heads) != 1:
+        return None
+    return heads.pop(), sorted(n for _, n in found)[0]

@@ -1,0 +1,162 @@
+"""The canonical checkpoint: every source and format ends here, so analyses see one shape of data.
+
+Tensors are held lazily (`TensorStore`): shapes and dtypes are known up front, values are read
+only when an analysis asks for them. When the layout is recognized the names are timm's
+`VisionTransformer` state-dict keys; otherwise they are the file's own names (a generic tensor set).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vitdash.common.results import jsonable
+
+LAYOUTS = ("timm", "torchvision", "hf", "model_zoo", "custom", "unknown")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class TensorStore(Mapping[str, torch.Tensor]):
+    """Read-only mapping name -> tensor whose values are produced on demand.
+
+    Each entry is a zero-argument loader plus its `TensorInfo`, so a 1 GB file can be listed,
+    counted and mapped without reading it; `store[name]` runs the loader (no caching: callers
+    that reuse a tensor keep it themselves, which keeps peak memory at one tensor).
+    """
+
+    def __init__(self, loaders: Mapping[str, Callable[[], torch.Tensor]], infos: Mapping[str, TensorInfo]):
+        self._loaders = dict(loaders)
+        self._infos = dict(infos)
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor]) -> TensorStore:
+        loaders = {k: (lambda t=t: t) for k, t in tensors.items()}
+        infos = {k: TensorInfo(tuple(t.shape), t.dtype) for k, t in tensors.items()}
+        return cls(loaders, infos)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._loaders[name]()
+
+    def __contains__(self, name: object) -> bool:  # (Mapping's default would load the tensor to find out)
+        return name in self._loaders
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def info(self, name: str) -> TensorInfo:
+        return self._infos[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._infos[name].shape
+
+    @property
+    def num_params(self) -> int:
+        return sum(i.numel for i in self._infos.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensors take once read (what a cache holding this store is charged)."""
+        return sum(i.numel * i.dtype.itemsize for i in self._infos.values())
+
+    @property
+    def dtypes(self) -> list[str]:
+        return sorted({str(i.dtype).removeprefix("torch.") for i in self._infos.values()})
+
+    def loader(self, name: str) -> Callable[[], torch.Tensor]:
+        return self._loaders[name]
+
+    def derive(self, name: str, info: TensorInfo, fn: Callable[[], torch.Tensor]) -> None:
+        """Add a tensor computed from others (layout mappers use this, e.g. q/k/v -> qkv)."""
+        self._loaders[name] = fn
+        self._infos[name] = info
+
+    def materialize(self) -> dict[str, torch.Tensor]:
+        return {k: self[k] for k in self}
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint as vitdash sees it, whatever it came from.
+
+    `tensors` uses canonical timm names when `canonical` is true; `unmapped_keys` are the source's
+    keys that the layout mapping left over (for example an auxiliary head), kept out of `tensors`.
+    """
+
+    tensors: TensorStore
+    source: str
+    format: str
+    layout: str = "unknown"
+    canonical: bool = False
+    wrappers: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    unmapped_keys: list[str] = field(default_factory=list)
+    load_warnings: list[str] = field(default_factory=list)
+    # (sha256, names of tensors holding NaN/Inf), or the function that computes them on first use.
+    integrity: tuple[str, list[str]] | Callable[[], tuple[str, list[str]]] = ("", [])
+    size_bytes: int = 0
+    name: str = ""
+    is_vit: bool = False
+    looks_like: str = ""
+
+    @property
+    def num_params(self) -> int:
+        return self.tensors.num_params
+
+    @property
+    def nbytes(self) -> int:
+        return self.tensors.nbytes
+
+    def _integrity(self) -> tuple[str, list[str]]:
+        """Hashing and scanning every byte costs several times a load, and building a model or running one
+        analysis needs neither, so both run on the first read of `sha256` or `warnings`, once."""
+        if callable(self.integrity):
+            self.integrity = self.integrity()
+        return self.integrity
+
+    @property
+    def sha256(self) -> str:
+        return self._integrity()[0]
+
+    @property
+    def warnings(self) -> list[str]:
+        bad = self._integrity()[1]
+        nonfinite = [f"non-finite values (NaN/Inf) in {len(bad)} tensor(s): {', '.join(bad[:10])}"] if bad else []
+        return nonfinite + list(self.load_warnings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "format": self.format,
+            "layout": self.layout,
+            "canonical": self.canonical,
+            "num_tensors": len(self.tensors),
+            "num_params": self.num_params,
+            "dtypes": self.tensors.dtypes,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "wrappers": list(self.wrappers),
+            "metadata": jsonable(self.metadata),
+            "unmapped_keys": list(self.unmapped_keys),
+            "warnings": list(self.warnings),
+            "is_vit": self.is_vit,
+            "looks_like": self.looks_like,
+        }
+

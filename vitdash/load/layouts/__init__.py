@@ -1,0 +1,42 @@
+"""Naming conventions -> canonical timm names. One small module per convention.
+
+Each module exposes `NAME` (the layout reported), and `convert(src, meta) -> Canon | None`: None when
+the keys are not its convention. Conversions are lazy (`Canon` records loaders, nothing is read),
+and every source key is either mapped or listed as left over, never silently dropped.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vitdash.load.checkpoint import TensorStore
+from vitdash.load.layouts import hf, lucidrains, mha_custom, siglip_hf, supergradients, timm_layout, torchvision_layout
+from vitdash.load.layouts.canon import WRAPPER_PREFIXES, Detected, strip_prefix, strip_wrappers
+
+
+def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Detected | None:
+
+    for module in (timm_layout, torchvision_layout, hf, siglip_hf, lucidrains, supergradients, mha_custom):
+        canon = module.convert(src, meta)
+        if canon is not None:
+            layout = module.NAME
+            if layout == "timm" and "vit" in wrappers:
+                layout = "model_zoo"  # the ViT Model Zoo stores timm keys under `vit.`
+            return Detected(layout, canon.store(), canon.leftover(), wrappers, canon.notes, canon.metadata)
+    return None
+
+
+def detect(src: TensorStore, meta: dict[str, Any]) -> Detected | None:
+    """Try every known convention on the whole file, then on the part under one wrapper prefix
+    (a DINO `teacher` with `backbone.*` beside its projection `head.*`); the rest is left over."""
+    stripped, wrappers = strip_wrappers(src)
+    found = _convert(stripped, meta, wrappers)
+    if found is not None:
+        return found
+    for prefix in WRAPPER_PREFIXES:
+        part = strip_prefix(stripped, prefix)
+        if 0 < len(part) < len(stripped):
+            found = _convert(part, meta, [*wrappers, prefix.rstrip(".")])
+            if found is not None:
+                found.unmapped += [k for k in stripped if not k.startswith(prefix)]
+                return found
+    return None

@@ -1,0 +1,92 @@
+"""The tools every layout mapper uses: `Canon` accumulates canonical tensors as lazy transforms of source
+tensors and tracks which source keys were used; wrapper prefixes (DDP, Lightning, ...) are stripped first."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vitdash.load.checkpoint import TensorInfo, TensorStore
+
+# Whole-file prefixes that only wrap a model (DDP, Lightning, torch.compile, model-zoo `vit.`).
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.", "encoder.", "net.", "vit.")
+
+
+class Canon:
+    """Accumulates canonical tensors as lazy transforms of source tensors, tracking what was used."""
+
+    def __init__(self, src: TensorStore):
+        self.src = src
+        self.loaders: dict[str, Callable[[], torch.Tensor]] = {}
+        self.infos: dict[str, TensorInfo] = {}
+        self.used: set[str] = set()
+        self.notes: list[str] = []
+        self.metadata: dict[str, Any] = {}
+
+    def put(self, dst: str, srcs: str | Iterable[str], shape: tuple[int, ...],
+            fn: Callable[..., torch.Tensor] | None = None) -> None:
+        """dst = fn(*src tensors) (identity for one source); `shape` is the result's shape."""
+        keys = [srcs] if isinstance(srcs, str) else list(srcs)
+        self.used.update(keys)
+        loaders = [self.src.loader(k) for k in keys]
+        fn = fn or (lambda t: t)
+        self.loaders[dst] = lambda: fn(*(ld() for ld in loaders))
+        self.infos[dst] = TensorInfo(tuple(shape), self.src.info(keys[0]).dtype)
+
+    def rename(self, dst: str, src: str) -> None:
+        self.put(dst, src, self.src.shape(src))
+
+    def concat(self, dst: str, srcs: list[str]) -> None:
+        shapes = [self.src.shape(k) for k in srcs]
+        shape = (sum(s[0] for s in shapes), *shapes[0][1:])
+        self.put(dst, srcs, shape, lambda *ts: torch.cat(ts, 0))
+
+    def leftover(self) -> list[str]:
+        return [k for k in self.src if k not in self.used]
+
+    def store(self) -> TensorStore:
+        return TensorStore(self.loaders, self.infos)
+
+
+def rename_by_rules(canon: Canon, rules: list[tuple[str, str]]) -> None:
+    """Apply regex renames (first match wins) to every source key not yet used."""
+    compiled = [(re.compile(p), r) for p, r in rules]
+    for key in list(canon.src):
+        if key in canon.used:
+            continue
+        for pat, rep in compiled:
+            if pat.fullmatch(key):
+                canon.rename(pat.sub(rep, key), key)
+                break
+
+
+@dataclass
+class Detected:
+    layout: str
+    tensors: TensorStore
+    unmapped: list[str]
+    wrappers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def strip_prefix(src: TensorStore, prefix: str) -> TensorStore:
+    """The keys under `prefix`, renamed without it."""
+    n = len(prefix)
+    keys = [k for k in src if k.startswith(prefix)]
+    return TensorStore({k[n:]: src.loader(k) for k in keys}, {k[n:]: src.info(k) for k in keys})
+
+
+def strip_wrappers(src: TensorStore) -> tuple[TensorStore, list[str]]:
+    """Remove prefixes that every key shares (e.g. `module.` from DDP), repeatedly."""
+    wrappers: list[str] = []
+    while len(src):
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in src)), None)
+        if prefix is None:
+            break
+        wrappers.append(prefix.rstrip("."))
+        src = strip_prefix(src, prefix)
+    return src, wrappers

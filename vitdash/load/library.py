@@ -1,0 +1,306 @@
+"""The model library: every checkpoint vitdash can offer, listed without reading weights.
+
+Sources, in the order they are listed: the built-in demo pair (trained on demand), the configured model
+folders ($VITDASH_MODEL_DIRS and/or the app's secrets, passed in by the caller: this module never imports
+streamlit), the user's own library folder (where saved uploads go when no shared folder is configured), the
+Hugging Face Hub cache and torch hub's checkpoint folder, where timm and torchvision downloads already sit
+on users' machines. Listing only walks folders and reads sizes, so it is cheap enough for every rerun.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vitdash.common.paths import SHARED_DIR
+from vitdash.errors import VitdashError
+from vitdash.load import demo
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz", ".onnx", ".tar", ".ckpt")
+# A folder holding one of these is one model (HF folders, sharded checkpoints, ViT Model Zoo runs).
+MARKERS = ("config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json", "result.json")
+
+ORIGIN_DEMO = "demo"
+ORIGIN_FOLDER = "model folder"
+ORIGIN_USER = "my library"
+ORIGIN_HF = "Hugging Face cache"
+ORIGIN_TORCH = "torch hub"
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    name: str
+    source: str  # what `vitdash.sources.load` takes (after `prepare` for entries that are not ready)
+    kind: str  # 'file', 'folder', 'demo'
+    size_bytes: int = 0
+    origin: str = ORIGIN_FOLDER
+    ready: bool = True  # False: the demo is not trained yet; `prepare` builds it
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """What a picker shows: origin, name and size, so two 'model.safetensors' can be told apart."""
+        size = f" · {_human(self.size_bytes)}" if self.size_bytes else ""
+        return f"{self.origin}: {self.name}{size}" + ("" if self.ready else " (built on first use)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# ---- configured folders ---------------------------------------------------------------------------------------
+
+
+def _as_paths(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
+    if not value:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        value = [p for p in str(value).split(os.pathsep) if p.strip()]
+    return [Path(str(p).strip()).expanduser() for p in value]
+
+
+def model_dirs(configured: str | Sequence[str] | None = None) -> list[Path]:
+    """$VITDASH_MODEL_DIRS (os.pathsep-separated) plus `configured` (the app's secrets: a list or a path string).
+
+    With neither set, ../shared/checkpoints beside the checkout when present (the developers' test data).
+    """
+    dirs = _as_paths(os.environ.get("VITDASH_MODEL_DIRS")) + _as_paths(configured)
+    if not dirs:
+        shared = SHARED_DIR / "checkpoints"
+        dirs = [shared] if shared.is_dir() else []
+    return list(dict.fromkeys(dirs))
+
+
+def population_candidates(configured: str | Sequence[str] | None = None) -> list[Path]:
+    """Folders that may be audited as a population (the Model zoo page's suggestions): the configured
+    model folders and the user's library. Cheap: nothing is scanned (see `holds_population`)."""
+    return list(dict.fromkeys([*model_dirs(configured), user_library_dir()]))
+
+
+def holds_population(folder: Path) -> bool:
+    """Whether a folder exists and holds more than one checkpoint (a walk of the whole folder)."""
+    return folder.is_dir() and len(scan_folder(folder)) > 1
+
+
+def user_library_dir() -> Path:
+    """The user's own library: $VITDASH_LIBRARY_DIR, else $XDG_DATA_HOME/vitdash/models (~/.local/share)."""
+    if os.environ.get("VITDASH_LIBRARY_DIR"):
+        return Path(os.environ["VITDASH_LIBRARY_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vitdash" / "models"
+
+
+def save_dir(configured: str | Sequence[str] | None = None) -> Path:
+    """Where a saved upload goes: the first configured model folder (the team's library), else the user's."""
+    explicit = _as_paths(os.environ.get("VITDASH_MODEL_DIRS")) + _as_paths(configured)
+    return explicit[0] if explicit else user_library_dir()
+
+
+# ---- scanning -------------------------------------------------------------------------------------------------
+
+
+def _is_checkpoint_file(name: str) -> bool:
+    return name.endswith(CHECKPOINT_SUFFIXES) and not name.startswith(".")
+
+
+def _is_model_folder(path: Path, filenames: Iterable[str], dirnames: Iterable[str]) -> bool:
+    """A folder `vitdash.sources.read_dir` opens as one model: markers, or ViT Model Zoo epoch folders."""
+    names = set(filenames)
+    if any(m in names for m in MARKERS):
+        return True
+    return any(d.startswith("checkpoint_") and (path / d / "checkpoints").is_file() for d in dirnames)
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
+
+
+def scan_folder(root: Path, origin: str = ORIGIN_FOLDER, prefix: str = "") -> list[LibraryEntry]:
+    """Checkpoint files and model folders under `root`, recursively (hidden and unreadable folders skipped).
+
+    A model folder (`root` itself included: a Hub snapshot is one) counts as one entry and is not descended
+    into; names are `prefix` + the path relative to `root`.
+    """
+    entries: list[LibraryEntry] = []
+    root = Path(root)
+    if not root.is_dir():
+        return entries
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+        here = Path(dirpath)
+        rel = "" if here == root else str(here.relative_to(root))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if _is_model_folder(here, filenames, dirnames):
+            name = prefix + rel if rel else prefix.rstrip("/") or root.name
+            entries.append(LibraryEntry(name, str(here), "folder", _size(here), origin))
+            dirnames.clear()
+            continue
+        for f in sorted(filenames):
+            if _is_checkpoint_file(f):
+                p = here / f
+                entries.append(LibraryEntry(prefix + str(p.relative_to(root)), str(p), "file", _size(p), origin))
+    return entries
+
+
+def hub_cache_entries(cache_dir: str | os.PathLike | None = None) -> list[LibraryEntry]:
+    """Every revision of every model repo in the Hugging Face cache that holds weights (no network)."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except (CacheNotFound, OSError, ValueError):
+        return []
+    entries: list[LibraryEntry] = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+            if not any(_is_checkpoint_file(f.file_name) for f in rev.files):
+                continue
+            tag = ",".join(sorted(rev.refs)) or rev.commit_hash[:8]
+            entries += scan_folder(rev.snapshot_path, ORIGIN_HF, prefix=f"{repo.repo_id}@{tag}/")
+    return entries
+
+
+def torch_hub_entries(hub_dir: str | os.PathLike | None = None) -> list[LibraryEntry]:
+    """Files in torch hub's checkpoint folder (torchvision and older timm downloads land there)."""
+    if hub_dir is None:
+        import torch
+
+        hub_dir = torch.hub.get_dir()
+    return scan_folder(Path(hub_dir) / "checkpoints", ORIGIN_TORCH)
+
+
+def demo_entries(cache_dir: str | os.PathLike | None = None) -> list[LibraryEntry]:
+    """The demo pair, listed even before it exists: `prepare` trains it on first use."""
+
+    folder = demo.pair_dir(cache_dir=cache_dir)
+    ready = demo.find_demo(cache_dir=cache_dir) is not None
+    notes = {demo.TRAINED_NAME: "small ViT trained by vitdash on scikit-learn's digits",
+             demo.INIT_NAME: "the same ViT at initialization (its untrained twin)"}
+    return [LibraryEntry(name, str(folder / name), "demo", _size(folder / name) if ready else 0, ORIGIN_DEMO,
+                         ready, notes[name]) for name in (demo.TRAINED_NAME, demo.INIT_NAME)]
+
+
+def list_library(configured: str | Sequence[str] | None = None, *, demo: bool = True, hub_cache: bool = True,
+                 torch_hub: bool = True, demo_cache_dir: str | os.PathLike | None = None,
+                 hf_cache_dir: str | os.PathLike | None = None, torch_hub_dir: str | os.PathLike | None = None
+                 ) -> list[LibraryEntry]:
+    """Every entry of every source, each checkpoint once (a path reached twice is listed where first found).
+
+    The `*_dir` arguments override where each source is looked for (default: where those libraries keep it).
+    """
+    entries = demo_entries(demo_cache_dir) if demo else []
+    for d in model_dirs(configured):
+        entries += scan_folder(d, ORIGIN_FOLDER, prefix=f"{d.name}/")
+    entries += scan_folder(user_library_dir(), ORIGIN_USER)
+    if hub_cache:
+        entries += hub_cache_entries(hf_cache_dir)
+    if torch_hub:
+        entries += torch_hub_entries(torch_hub_dir)
+    seen: set[str] = set()
+    unique = []
+    for e in entries:
+        key = os.path.realpath(e.source)
+        if key not in seen:
+            seen.add(key)
+            unique.append(e)
+    return unique
+
+
+def prepare(entry: LibraryEntry, progress: Callable[[Any], None] | None = None) -> str:
+    """The loadable source of an entry, training the demo pair first when it is not built yet."""
+    if entry.kind == "demo" and not Path(entry.source).exists():
+        root = Path(entry.source).parents[2]  # <cache root>/demo/<pair>/<model>, as `demo_entries` lists it
+        if demo.pair_dir(cache_dir=root) != Path(entry.source).parent:
+            raise VitdashError(f"{entry.source} is not where this version of vitdash keeps its demo pair; "
+                               "refresh the library")
+        demo.ensure_demo(cache_dir=root, progress=progress)
+    return entry.source
+
+
+# ---- saving an upload -----------------------------------------------------------------------------------------
+
+
+def _safe_filename(filename: str) -> str:
+    """The upload's base name, stripped of any path and leading dots, with a suffix the scan recognizes."""
+    name = Path(filename.replace("\\", "/")).name.lstrip(".").strip()
+    if not name:
+        raise VitdashError(f"cannot save an upload named {filename!r}: no usable file name")
+    if not name.endswith(CHECKPOINT_SUFFIXES):
+        name += ".bin"  # the reader picks the format from the content, not the name
+    return name
+
+
+def save_upload(data: bytes, filename: str, folder: str | os.PathLike | None = None) -> Path:
+    """Put an upload into the library folder (atomically: temp file + rename) and return its path.
+
+    Saving the same bytes twice returns the existing file; a different file under a taken name gets the
+    first 8 hex digits of its sha256 appended, so nothing already in the library is overwritten.
+    """
+    target_dir = Path(folder) if folder is not None else save_dir()
+    name = _safe_filename(filename)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / name
+        if target.exists():
+            if _file_sha256(target) == digest:
+                return target
+            stem, suffix = _split_suffix(name)
+            target = target_dir / f"{stem}-{digest[:8]}{suffix}"
+            if target.exists() and _file_sha256(target) == digest:
+                return target
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".part", dir=target_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise VitdashError(f"could not save {name} into the library folder {target_dir}: {e.strerror or e}") from None
+    return target
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    for suffix in sorted(CHECKPOINT_SUFFIXES + (".pth.tar",), key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# timm architectures offered at initialization: no download, always available.
+TIMM_ARCHITECTURES = (
+    "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_base_patch32_224",
+    "vit_large_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
+    "deit_small_distilled_patch16_224",
+    "vit_small_patch14_dinov2", "vit_small_patch14_reg4_dinov2", "vit_base_patch16_clip_224",
+)

@@ -1,0 +1,213 @@
+"""The batched forward engine: device and precision options, CPU threads, a data loader over a `Dataset`,
+throughput measurement, and progress reports."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vitdash.data.datasets import Dataset
+from vitdash.data.transforms import Preprocessing
+from vitdash.errors import VitdashError
+
+_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class EngineOptions:
+    """How to run: 'auto' picks CUDA with bf16 autocast when there is a GPU, else fp32 on all CPU cores."""
+
+    device: str = "auto"
+    batch_size: int = 64
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True  # CUDA only: the patch-embedding conv is faster in NHWC
+    compile: bool = False
+    num_workers: int | None = None  # None: min(8, cores) on CUDA, 0 on CPU (workers would steal the cores)
+    limit: int | None = None
+
+    def resolve(self) -> tuple[torch.device, torch.dtype]:
+        name = self.device.lower()
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise VitdashError("--device cuda was asked for but no CUDA GPU is available (use auto or cpu)")
+        if name not in ("cpu",) and not name.startswith("cuda"):
+            raise VitdashError(f"unknown device {self.device!r}: use auto, cpu or cuda")
+        if self.batch_size < 1:
+            raise VitdashError(f"batch size must be at least 1, got {self.batch_size}")
+        device = torch.device(name)
+        prec = self.precision.lower()
+        if prec == "auto":
+            prec = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if prec not in _PRECISIONS:
+            raise VitdashError(f"unknown precision {self.precision!r}: use auto, fp32, bf16 or fp16")
+        return device, _PRECISIONS[prec]
+
+    def workers(self, device: torch.device) -> int:
+        if self.num_workers is not None:
+            return max(0, self.num_workers)
+        return min(8, cpu_count()) if device.type == "cuda" else 0
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask, which containers set), not the host's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cpu_threads(device: torch.device):
+    """All cores for the duration of one evaluation on CPU, then back to what the caller had."""
+    return torch_threads(cpu_count() if device.type == "cpu" else torch.get_num_threads())
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return "float32" if dtype == torch.float32 else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
+def prepare_forward(model: nn.Module, device: torch.device, dtype: torch.dtype, opts: EngineOptions,
+                    features: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model moved, laid out and optionally compiled, wrapped in autocast; `features` gives pre-logits."""
+    model = model.eval().to(device)
+    if device.type == "cuda" and opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            if features:
+                return model.forward_head(model.forward_features(x), pre_logits=True)
+            return model(x)
+
+    return torch.compile(forward) if opts.compile else forward
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_model_throughput(forward: Callable[[torch.Tensor], torch.Tensor], input_size: tuple[int, int, int],
+                             batch_size: int, device: torch.device, channels_last: bool = True, warmup: int = 2,
+                             iters: int = 5, max_seconds: float = 2.0) -> float:
+    """Images/s of the forward alone on a synthetic batch: warm-up (allocator, autotune, compile), then
+    synchronized timing over `iters` batches, stopping early after `max_seconds` (at least one batch)."""
+    x = torch.randn((batch_size, *input_size), device=device)
+    if device.type == "cuda" and channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            forward(x)
+        _synchronize(device)
+        n, start = 0, time.perf_counter()
+        while n < iters:
+            forward(x)
+            n += 1
+            _synchronize(device)
+            if time.perf_counter() - start >= max_seconds:
+                break
+        elapsed = time.perf_counter() - start
+    return n * batch_size / elapsed
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    skipped: int
+    elapsed_s: float
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.elapsed_s / self.done * (self.total - self.done) if self.done else None
+
+
+class _Images(torch.utils.data.Dataset):
+    """Decoded, transformed images; an unreadable file yields None plus the reason instead of an exception."""
+
+    def __init__(self, ds: Dataset, prep: Preprocessing):
+        self.ds, self.transform, self.mode = ds, prep.transform(), prep.pil_mode
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.transform(self.ds.load(i, self.mode)), self.ds.labels[i], ""
+        except VitdashError as e:
+            return None, self.ds.labels[i], str(e)
+
+
+def _collate(batch):
+    ok = [b for b in batch if b[0] is not None]
+    bad = [b[2] for b in batch if b[0] is None]
+    x = torch.stack([b[0] for b in ok]) if ok else None
+    return x, torch.tensor([b[1] for b in ok], dtype=torch.long), bad
+
+
+@dataclass
+class RunStats:
+    n_images: int
+    skipped: list[str]
+    elapsed_s: float
+    cancelled: bool
+    num_workers: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_images / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, torch.Tensor], None],
+               device: torch.device, opts: EngineOptions, progress: Callable[[Progress], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> RunStats:
+    """Feed every image through `step(x_on_device, labels)`, batch by batch, under inference_mode.
+
+    `should_stop` is polled before each batch (the page's cancel button sets it); a stopped run returns
+    the statistics of what was done, flagged `cancelled`.
+    """
+    workers = opts.workers(device)
+    cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        _Images(ds, prep), batch_size=opts.batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+        pin_memory=cuda, prefetch_factor=4 if workers else None, persistent_workers=False)
+    done, failed = 0, []
+    batches = iter(loader)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        while not (cancelled := should_stop is not None and should_stop()):
+            # Without workers the transforms' small tensor ops run here; with intra-op threads they spend far
+            # more time synchronizing than computing (10x slower on a busy 2-core machine), so load on one.
+            with torch_threads(1) if workers == 0 else nullcontext():
+                batch = next(batches, None)
+            if batch is None:
+                break
+            x, y, bad = batch
+            failed += bad
+            if x is not None:
+                x = x.to(device, non_blocking=True)
+                if cuda and opts.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                step(x, y)
+                done += len(y)
+            if progress is not None:
+                progress(Progress(done + len(failed), len(ds), len(failed), time.perf_counter() - start))
+    _synchronize(device)
+    skipped = [f"{f}: {r}" for f, r in ds.skipped] + failed  # unlabeled at discovery, then undecodable
+    return RunStats(done, skipped, time.perf_counter() - start, cancelled, workers)
