@@ -36,7 +36,7 @@ from vitdash.trained.verdict import audit
 
 def _clear_caches() -> None:
     """Every run pays for its own shuffles and references."""
-    for cached in (_permutations, _jitter, _gaussian_twin_top, priors._quantiles):
+    for cached in (_permutations, _jitter, _gaussian_twin_top, priors._quantiles, priors._ks_critical):
         cached.cache_clear()
 
 

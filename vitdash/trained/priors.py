@@ -29,29 +29,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
+from torch.special import ndtr, ndtri
 
 SCHEMES = ("timm", "timm_jax", "torchvision", "hf", "hf_deit", "pytorch",
            "model_zoo_kaiming_uniform", "model_zoo_kaiming_normal",
            "model_zoo_xavier_uniform", "model_zoo_xavier_normal")
 
-_SQRT2 = math.sqrt(2.0)
 # Std of a standard normal truncated to (-2, 2): timm's lecun_normal divides by it.
-_TRUNC2_STD = 0.87962566103423978
+_TRUNC2_STD = float(stats.truncnorm.std(-2.0, 2.0))
 # KS sample: 0.045 resolution (the std test uses the moments' larger sample); cheap for ~150 tensors x ~5 priors.
 KS_SAMPLE = 2048
-
-
-def _phi(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1.0 + torch.erf(x / _SQRT2))
-
-
-def _phi_inv(p: torch.Tensor) -> torch.Tensor:
-    return _SQRT2 * torch.erfinv(2.0 * p - 1.0)
+KS_ALPHA = 0.001  # a KS distance above this level's critical value rejects the prior
 
 
 @dataclass(frozen=True)
@@ -76,36 +70,44 @@ class Prior:
             return f"trunc_normal(std={s}, [{self.lo:.3g}, {self.hi:.3g}])"
         return f"normal(std={s})"
 
-    @property
+    @cached_property
+    def dist(self) -> Any:
+        """The frozen scipy.stats distribution (None for a constant)."""
+        if self.family == "constant":
+            return None
+        if self.family == "uniform":
+            return stats.uniform(-self.scale, 2 * self.scale)
+        if self.family == "normal":
+            return stats.norm(scale=self.scale)
+        return stats.truncnorm(self.lo / self.scale, self.hi / self.scale, scale=self.scale)
+
+    @cached_property
     def std(self) -> float:
         """The std the prior's samples have (truncation included)."""
-        if self.family == "constant":
-            return 0.0
-        if self.family == "uniform":
-            return self.scale / math.sqrt(3.0)
-        if self.family == "normal":
-            return self.scale
-        return self.scale * math.sqrt(float(_truncnorm_moments(self.lo / self.scale, self.hi / self.scale)[0]))
+        return 0.0 if self.dist is None else float(self.dist.std())
 
-    @property
+    @cached_property
     def excess_kurtosis(self) -> float:
         """Kurtosis of the prior, which sets how precisely a sample's std can be compared with it."""
-        if self.family == "uniform":
-            return -1.2
-        if self.family == "truncnormal":
-            return float(_truncnorm_moments(self.lo / self.scale, self.hi / self.scale)[1])
-        return 0.0
+        return 0.0 if self.dist is None else float(self.dist.stats(moments="k"))
+
+    @cached_property
+    def _mass(self) -> tuple[float, float]:
+        """Standard normal CDF at a truncated normal's two bounds."""
+        return float(stats.norm.cdf(self.lo / self.scale)), float(stats.norm.cdf(self.hi / self.scale))
 
     def cdf(self, x: torch.Tensor) -> torch.Tensor:
+        """cdf and ppf in torch, not scipy: the fits call them on every sampled entry of every tensor, where
+        scipy's per-call checks cost more than the arithmetic."""
         x = x.double()
         if self.family == "constant":
             return (x >= self.scale).double()
         if self.family == "uniform":
             return ((x + self.scale) / (2 * self.scale)).clamp(0, 1)
         if self.family == "normal":
-            return _phi(x / self.scale)
-        pa, pb = _phi_t(self.lo / self.scale), _phi_t(self.hi / self.scale)
-        return ((_phi(x.clamp(self.lo, self.hi) / self.scale) - pa) / (pb - pa)).clamp(0, 1)
+            return ndtr(x / self.scale)
+        pa, pb = self._mass
+        return ((ndtr(x.clamp(self.lo, self.hi) / self.scale) - pa) / (pb - pa)).clamp(0, 1)
 
     def ppf(self, p: torch.Tensor) -> torch.Tensor:
         p = p.double()
@@ -114,44 +116,14 @@ class Prior:
         if self.family == "uniform":
             return (2 * p - 1) * self.scale
         if self.family == "normal":
-            return self.scale * _phi_inv(p)
-        pa, pb = _phi_t(self.lo / self.scale), _phi_t(self.hi / self.scale)
-        return self.scale * _phi_inv((pa + p * (pb - pa)).clamp(1e-15, 1 - 1e-15))
+            return self.scale * ndtri(p)
+        pa, pb = self._mass
+        return self.scale * ndtri((pa + p * (pb - pa)).clamp(1e-15, 1 - 1e-15))
 
     def pdf(self, x: np.ndarray) -> np.ndarray:
         """Density for plotting (numpy in, numpy out); a constant has none (drawn as a line instead)."""
         x = np.asarray(x, dtype=float)
-        if self.family == "constant":
-            return np.zeros_like(x)
-        if self.family == "uniform":
-            return np.where(np.abs(x) <= self.scale, 0.5 / self.scale, 0.0)
-        dens = np.exp(-0.5 * (x / self.scale) ** 2) / (self.scale * math.sqrt(2 * math.pi))
-        if self.family == "normal":
-            return dens
-        z = _phi_t(self.hi / self.scale) - _phi_t(self.lo / self.scale)
-        return np.where((x >= self.lo) & (x <= self.hi), dens / z, 0.0)
-
-
-def _phi_t(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / _SQRT2)) if math.isfinite(x) else (1.0 if x > 0 else 0.0)
-
-
-@lru_cache(maxsize=256)
-def _truncnorm_moments(a: float, b: float) -> tuple[float, float]:
-    """(variance, excess kurtosis) of a standard normal cut to (a, b), from the raw-moment recursion
-    m_k = (k-1) m_{k-2} + (a^(k-1) phi(a) - b^(k-1) phi(b)) / Z."""
-    z = _phi_t(b) - _phi_t(a)
-    pa = math.exp(-0.5 * a * a) / math.sqrt(2 * math.pi) if math.isfinite(a) else 0.0
-    pb = math.exp(-0.5 * b * b) / math.sqrt(2 * math.pi) if math.isfinite(b) else 0.0
-    m = [1.0, (pa - pb) / z]
-    for k in range(2, 5):
-        ta = a ** (k - 1) * pa if pa else 0.0
-        tb = b ** (k - 1) * pb if pb else 0.0
-        m.append((k - 1) * m[k - 2] + (ta - tb) / z)
-    mu = m[1]
-    var = m[2] - mu ** 2
-    c4 = m[4] - 4 * mu * m[3] + 6 * mu ** 2 * m[2] - 3 * mu ** 4
-    return var, c4 / var ** 2 - 3.0
+        return np.zeros_like(x) if self.dist is None else self.dist.pdf(x)
 
 
 # ---- the schemes -----------------------------------------------------------------------------------------------
@@ -365,6 +337,12 @@ def _quantiles(prior: Prior, n: int) -> torch.Tensor:
     return prior.ppf((torch.arange(n, dtype=torch.float64) + 0.5) / n)
 
 
+@lru_cache(maxsize=256)
+def _ks_critical(n: int) -> float:
+    """KS_ALPHA's critical value for n draws (exact finite-n distribution), plus 0.01 of slack."""
+    return float(stats.kstwo.isf(KS_ALPHA, n)) + 0.01
+
+
 def fit(prior: Prior, sample: torch.Tensor, *, numel: int, mean: float, std: float,
         constant: bool) -> PriorFit:
     """`fit_many` for one tensor."""
@@ -413,7 +391,7 @@ def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean:
     if entries is not None:
         mean, std = _without_clamped(prior, entries, mean, std)
     pstd = prior.std
-    ks_critical = 1.95 / math.sqrt(n) + 0.01
+    ks_critical = _ks_critical(n)
     fits = []
     for ks, w1, k, m, s, c in zip(kss, w1s, numel, mean, std, constant):
         ratio = s / pstd if pstd > 0 else math.inf
