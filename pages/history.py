@@ -28,7 +28,7 @@ def _own_accuracy(ckpt):
 
 def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
     bar = st.progress(0.0, text="Auditing the weights...")
-    audit = verdict.audit(ckpt, progress=lambda i, n, name: bar.progress(i / max(n, 1), text=f"Auditing {name}"))
+    audit = verdict.audit(ckpt, progress=lambda p: bar.progress(p.fraction, text=f"Auditing {p.message}"))
     arch = None
     if ckpt.is_vit:
         bar.progress(1.0, text="Reading the architecture...")

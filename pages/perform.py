@@ -11,12 +11,13 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.state import current_checkpoint
+from vitdash.common.results import Progress
 from vitdash.data.datasets import suggested_data
 from vitdash.data.samples import sample_dir
 from vitdash.errors import VitdashError
 from vitdash.figures import perform as F
 from vitdash.identity.preprocessing import INTERPOLATIONS, resolve_preprocessing
-from vitdash.perform.engine import EngineOptions, Progress
+from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import EvalResult, evaluate
 from vitdash.perform.fewshot import DEFAULT_SHOTS, fewshot
 

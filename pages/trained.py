@@ -37,8 +37,8 @@ def get_audit(ckpt: Checkpoint) -> Audit:
     store, key = _audits(), (ckpt.sha256, ckpt.source)
     if key not in store:
         bar = st.progress(0.0, text="Auditing tensors...")
-        result = audit(ckpt, progress=lambda done, total, label: bar.progress(
-            done / max(total, 1), text=f"Auditing {done}/{total}: {label}"))
+        result = audit(ckpt, progress=lambda p: bar.progress(p.fraction,
+                                                            text=f"Auditing {p.done}/{p.total}: {p.message}"))
         bar.empty()
         store[key] = result
         while len(store) > MAX_AUDITS:

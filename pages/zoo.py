@@ -47,9 +47,8 @@ if folder and st.button("Audit population", key="zoo_run", type="primary"):
         population = discover(folder.strip())
         bar = st.progress(0.0, text=f"Auditing {len(population.models)} models...")
 
-        def progress(done, total, audit):
-            status = "failed" if audit.error else "done"
-            bar.progress(done / total, text=f"{done}/{total} · {audit.model.name}: {status}")
+        def progress(p):
+            bar.progress(p.fraction, text=f"{p.done}/{p.total} · {p.message}")
 
         st.session_state["zoo_report"] = audit_zoo(population, workers=int(workers),
                                                    ray=ray_address.strip() or None, progress=progress)

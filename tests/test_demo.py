@@ -100,7 +100,7 @@ def test_concurrent_builds_train_once_and_report_progress(tmp_path, monkeypatch)
     assert sum(r.built_now for r in results) == 1
     fractions = [r.fraction for r in reports]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert "epoch 1/1" in reports[-1].message()
+    assert "epoch 1/1" in reports[-1].message
     leftovers = [p.name for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

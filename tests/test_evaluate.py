@@ -8,9 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from vitdash.common.results import Progress
 from vitdash.errors import VitdashError
 from vitdash.identity.preprocessing import resolve_preprocessing
-from vitdash.perform.engine import EngineOptions, Progress
+from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import evaluate, wilson_interval
 
 DIGITS_CFG = {"input_size": (1, 8, 8), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0, "interpolation": "bilinear"}

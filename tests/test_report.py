@@ -38,7 +38,7 @@ def test_every_analysis_is_a_section_with_real_results(trained_report):
     assert data["accuracy"]["top1"] > 0.85 and data["accuracy"]["n_images"] == 200
     assert len(data["attention"]) == 2 and len(data["attention"][0]["map"]) == 4  # a 4x4 patch grid
     assert data["history"][0]["note"] == "seen before"
-    assert said and all(isinstance(s, str) for s in said)
+    assert [p.done for p in said] == [0, 1, 2, 3] and all(p.total == 4 and p.message for p in said)
 
 
 def test_html_is_self_contained_with_plotly_inlined_once(trained_report):

@@ -167,7 +167,7 @@ def test_shuffled_entries_are_random(dino):
 
 def test_result_is_json_with_the_documented_fields(tiny_vit_ckpt):
     calls = []
-    result = audit(tiny_vit_ckpt, progress=lambda done, total, label: calls.append((done, total, label)))
+    result = audit(tiny_vit_ckpt, progress=lambda p: calls.append((p.done, p.total, p.message)))
     d = json.loads(json.dumps(result.to_dict(), allow_nan=False))  # strict JSON
     assert {"verdict", "confidence", "at_init", "tensors", "summary", "evidence"} <= set(d)
     t = d["tensors"][0]

@@ -122,7 +122,7 @@ def zoo_dir() -> Path:
 @pytest.fixture(scope="module")
 def report(zoo_dir):
     seen = []
-    rep = audit_zoo(zoo_dir, progress=lambda done, total, a: seen.append((done, total, a.model.name)))
+    rep = audit_zoo(zoo_dir, progress=lambda p: seen.append((p.done, p.total, p.item.model.name)))
     assert [s[0] for s in seen] == list(range(1, 8)) and all(s[1] == 7 for s in seen)
     return rep
 
@@ -210,7 +210,7 @@ def test_ray_backend_on_a_local_instance(zoo_dir, report):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         streamed = []
-        rep = audit_zoo(zoo_dir, ray="auto", progress=lambda done, total, a: streamed.append(done))
+        rep = audit_zoo(zoo_dir, ray="auto", progress=lambda p: streamed.append(p.done))
     finally:
         ray.shutdown()
     assert streamed == list(range(1, 8)) and rep.backend == "ray (auto)"

@@ -42,7 +42,7 @@ def _open_entry(entry: LibraryEntry) -> None:
     if not entry.ready:
         bar = st.progress(0.0, text="Training the demo ViT on digits (first use only, under a minute)...")
         try:
-            source = prepare(entry, progress=lambda p: bar.progress(p.fraction, text=p.message()))
+            source = prepare(entry, progress=lambda p: bar.progress(p.fraction, text=p.message))
         except VitdashError as e:
             st.error(str(e))
             return

@@ -21,6 +21,7 @@ from typing import Any
 from vitdash import __version__
 from vitdash.attention.explain import explain_images
 from vitdash.attention.overlay import blend, to_png, upscale
+from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.samples import data_samples, samples
 from vitdash.errors import VitdashError
 from vitdash.figures.identity import breakdown_figure, family_scatter
@@ -38,7 +39,6 @@ from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import evaluate
 from vitdash.trained import verdict
 
-ProgressFn = Callable[[str], None]
 VERDICT_COLORS = {"trained": "#1a7f37", "partial": "#9a6700", "random": "#cf222e"}
 MAX_TENSOR_ROWS = 400
 
@@ -295,7 +295,15 @@ def generate(ckpt, data: str | None = None, limit: int | None = None, attention_
     (an AuditHistory) adds the earlier audits of the same content.
     """
 
-    say = progress or (lambda message: None)
+    stages = ["auditing the weights"]
+    if ckpt.is_vit:
+        stages += ["reading the architecture"] + ([f"measuring accuracy on {data}"] if data else []) \
+            + (["computing attention maps"] if attention_images > 0 else [])
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(Progress(stages.index(message), len(stages), message, stage=message))
+
     sections = []
     say("auditing the weights")
     sections.append(_attempt("verdict", "Is it trained?", lambda: verdict_section(verdict.audit(ckpt))))

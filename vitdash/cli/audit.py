@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.common.results import Progress
 from vitdash.trained.verdict import audit
 
 HELP = "is it trained? verdict (trained/random/partial), what is still at init, and the evidence per tensor"
@@ -16,9 +17,9 @@ def add_arguments(parser) -> None:
     add_json_flag(parser)
 
 
-def _progress(done: int, total: int, label: str) -> None:
-    sys.stderr.write(f"\r  auditing {done}/{total} {label[:50]:<50}")
-    if done == total:
+def _progress(p: Progress) -> None:
+    sys.stderr.write(f"\r  auditing {p.done}/{p.total} {p.message[:50]:<50}")
+    if p.done == p.total:
         sys.stderr.write("\r" + " " * 72 + "\r")
     sys.stderr.flush()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 
 from vitdash.cli.common import add_json_flag, emit
-from vitdash.load.demo import TrainProgress, ensure_demo
+from vitdash.common.results import Progress
+from vitdash.load.demo import ensure_demo
 
 HELP = "build the demo pair (a small ViT trained on scikit-learn's digits, and its untrained twin) in the cache"
 
@@ -15,12 +16,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    last_epoch = [0]
+    last_stage = [""]
 
-    def progress(p: TrainProgress) -> None:
-        if p.epoch != last_epoch[0] or p.step == p.steps:  # one line per epoch, and the last step
-            last_epoch[0] = p.epoch
-            print(f"vitdash: {p.message()}", file=sys.stderr)
+    def progress(p: Progress) -> None:
+        if p.stage != last_stage[0] or p.done == p.total:  # one line per epoch, and the last step
+            last_stage[0] = p.stage
+            print(f"vitdash: {p.message}", file=sys.stderr)
 
     pair = ensure_demo(cache_dir=args.cache_dir, progress=progress)
     how = f"trained in {pair.build_s:.0f} s" if pair.built_now else "already in the cache"

@@ -30,7 +30,7 @@ def run(args) -> int:
 
         history = AuditHistory()
     report = generate(ckpt, data=args.data, limit=args.limit, attention_images=args.attention_images,
-                      history=history, progress=lambda message: print(f"vitdash: {message}...", file=sys.stderr))
+                      history=history, progress=lambda p: print(f"vitdash: {p.message}...", file=sys.stderr))
     html_path, json_path = report.write(args.output, args.json_output)
     for s in report.sections:
         if s.error:

@@ -51,8 +51,8 @@ def run(args) -> int:
 
     population = discover(args.dir)
     with tqdm(total=len(population.models), unit="model", file=sys.stderr, desc="auditing") as bar:
-        def progress(done, total, audit):
-            bar.set_postfix_str(audit.model.name[-40:], refresh=False)
+        def progress(p):
+            bar.set_postfix_str(p.item.model.name[-40:], refresh=False)
             bar.update(1)
 
         report = audit_zoo(population, workers=args.workers, ray=args.ray, target=args.target, progress=progress)

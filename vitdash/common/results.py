@@ -6,7 +6,8 @@ lay it out, so all three show the same numbers from the same call.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -33,3 +34,30 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # a numpy scalar
         return jsonable(obj.item())
     return repr(obj)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report from a long call (an audit, an evaluation, the demo's training, a population, a report):
+    `done` of `total` steps and what is happening in words. Pages draw `fraction` and `message` as a bar;
+    the CLI prints a line per `stage` (a coarse phase: an epoch, a report section). `item` is the step's own
+    result where a caller shows it as it streams (the zoo's ModelAudit)."""
+
+    done: int
+    total: int
+    message: str = ""
+    stage: str = ""
+    elapsed_s: float = 0.0
+    skipped: int = 0
+    item: Any = None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.elapsed_s / self.done * (self.total - self.done) if self.done else None
+
+
+ProgressFn = Callable[[Progress], None]

@@ -23,7 +23,6 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.datasets import load_digits
 from vitdash.data.transforms import Preprocessing
 from vitdash.errors import VitdashError
@@ -75,26 +75,6 @@ class DemoRecipe:
 @functools.cache
 def _code_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-
-
-@dataclass
-class TrainProgress:
-    """One report from the training loop (the sidebar turns it into a progress bar, the CLI into a line)."""
-
-    step: int
-    steps: int
-    epoch: int
-    epochs: int
-    loss: float
-    elapsed_s: float
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.steps if self.steps else 1.0
-
-    def message(self) -> str:
-        return (f"training the demo ViT on digits: epoch {self.epoch}/{self.epochs}, step {self.step}/{self.steps}, "
-                f"loss {self.loss:.3f}, {self.elapsed_s:.0f} s")
 
 
 @dataclass
@@ -147,7 +127,7 @@ def find_demo(recipe: DemoRecipe | None = None, cache_dir: str | os.PathLike | N
 
 
 def ensure_demo(recipe: DemoRecipe | None = None, cache_dir: str | os.PathLike | None = None,
-                progress: Callable[[TrainProgress], None] | None = None) -> DemoPair:
+                progress: ProgressFn | None = None) -> DemoPair:
     """Reuse the cached pair, or train and save it (progress reported while training)."""
     recipe = recipe or DemoRecipe()
     found = find_demo(recipe, cache_dir)
@@ -192,7 +172,7 @@ def preprocessing(recipe: DemoRecipe, mean: float, std: float):
 
 
 def train_demo(recipe: DemoRecipe | None = None,
-               progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+               progress: ProgressFn | None = None) -> TrainResult:
     """Train the digits ViT from a seeded init; returns both states and held-out accuracies."""
     import timm
     from sklearn.model_selection import train_test_split
@@ -258,7 +238,10 @@ def _fit(model, x, y, recipe: DemoRecipe, progress) -> None:
             sched.step()
             step += 1
             if progress is not None and (step % 5 == 0 or step == steps):
-                progress(TrainProgress(step, steps, epoch + 1, recipe.epochs, loss.item(), time.perf_counter() - start))
+                elapsed = time.perf_counter() - start
+                progress(Progress(step, steps, f"training the demo ViT on digits: epoch {epoch + 1}/{recipe.epochs}, "
+                                  f"step {step}/{steps}, loss {loss.item():.3f}, {elapsed:.0f} s",
+                                  stage=f"epoch {epoch + 1}", elapsed_s=elapsed))
     model.eval()
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from vitdash.common.paths import SHARED_DIR
+from vitdash.common.results import ProgressFn
 from vitdash.errors import VitdashError
 from vitdash.load import demo
 
@@ -223,7 +224,7 @@ def list_library(configured: str | Sequence[str] | None = None, *, demo: bool = 
     return unique
 
 
-def prepare(entry: LibraryEntry, progress: Callable[[Any], None] | None = None) -> str:
+def prepare(entry: LibraryEntry, progress: ProgressFn | None = None) -> str:
     """The loadable source of an entry, training the demo pair first when it is not built yet."""
     if entry.kind == "demo" and not Path(entry.source).exists():
         root = Path(entry.source).parents[2]  # <cache root>/demo/<pair>/<model>, as `demo_entries` lists it

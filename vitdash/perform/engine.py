@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.datasets import Dataset
 from vitdash.data.transforms import Preprocessing
 from vitdash.errors import VitdashError
@@ -122,22 +123,6 @@ def measure_model_throughput(forward: Callable[[torch.Tensor], torch.Tensor], in
     return n * batch_size / elapsed
 
 
-@dataclass
-class Progress:
-    done: int
-    total: int
-    skipped: int
-    elapsed_s: float
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 1.0
-
-    @property
-    def eta_s(self) -> float | None:
-        return self.elapsed_s / self.done * (self.total - self.done) if self.done else None
-
-
 class _Images(torch.utils.data.Dataset):
     """Decoded, transformed images; an unreadable file yields None plus the reason instead of an exception."""
 
@@ -175,7 +160,7 @@ class RunStats:
 
 
 def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, torch.Tensor], None],
-               device: torch.device, opts: EngineOptions, progress: Callable[[Progress], None] | None = None,
+               device: torch.device, opts: EngineOptions, progress: ProgressFn | None = None,
                should_stop: Callable[[], bool] | None = None) -> RunStats:
     """Feed every image through `step(x_on_device, labels)`, batch by batch, under inference_mode.
 
@@ -207,7 +192,8 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
                 step(x, y)
                 done += len(y)
             if progress is not None:
-                progress(Progress(done + len(failed), len(ds), len(failed), time.perf_counter() - start))
+                progress(Progress(done + len(failed), len(ds), f"{done + len(failed)}/{len(ds)} images",
+                                  elapsed_s=time.perf_counter() - start, skipped=len(failed)))
     _synchronize(device)
     skipped = [f"{f}: {r}" for f, r in ds.skipped] + failed  # unlabeled at discovery, then undecodable
     return RunStats(done, skipped, time.perf_counter() - start, cancelled, workers)

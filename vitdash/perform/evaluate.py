@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitdash.common.results import ProgressFn
 from vitdash.data.datasets import Dataset, discover
 from vitdash.data.labels import LabelMapping, map_labels
 from vitdash.errors import VitdashError
@@ -25,7 +26,6 @@ from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.perform.engine import (
     EngineOptions,
-    Progress,
     cpu_threads,
     dtype_name,
     measure_model_throughput,
@@ -109,7 +109,7 @@ def wilson_interval(hits: int, n: int) -> tuple[float, float]:
 
 
 def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | None = None,
-             overrides: Mapping[str, Any] | None = None, progress: Callable[[Progress], None] | None = None,
+             overrides: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
              should_stop: Callable[[], bool] | None = None, measure_throughput: bool = True) -> EvalResult:
     """Score the checkpoint's own head on `data` (a folder, 'digits', or a `Dataset`)."""
 

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitdash.common.results import ProgressFn
 from vitdash.data.datasets import Dataset, discover, group_coarse
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model, build_random_twin
 from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
-from vitdash.perform.engine import EngineOptions, Progress, cpu_threads, dtype_name, prepare_forward, run_images
+from vitdash.perform.engine import EngineOptions, cpu_threads, dtype_name, prepare_forward, run_images
 
 DEFAULT_SHOTS = (1, 5, 10, 25)
 L2_REG = 2.0 ** 10  # big_vision's default l2_reg for few-shot linear evaluation
@@ -109,7 +110,7 @@ def feasible_shots(ds: Dataset, shots: Sequence[int]) -> tuple[list[int], list[i
 
 def fewshot(ckpt: Checkpoint, data: str | Dataset, shots: Sequence[int] = DEFAULT_SHOTS, n_splits: int = 5,
             seed: int = 0, coarse: bool = False, random_twin: bool = True, options: EngineOptions | None = None,
-            overrides: Mapping[str, Any] | None = None, progress: Callable[[Progress], None] | None = None,
+            overrides: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
             should_stop: Callable[[], bool] | None = None) -> FewShotResult:
     """Probe the checkpoint's frozen features (and its random twin's) on `data` with k images per class."""
 

@@ -18,13 +18,12 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from vitdash.common.results import finite_float
+from vitdash.common.results import Progress, ProgressFn, finite_float
 from vitdash.errors import VitdashError
 from vitdash.population.discover import Population, ZooModel, discover
 from vitdash.population.member import ModelAudit
@@ -50,9 +49,6 @@ LOG_FEATURES = ("rel_to_init", "rel_to_parent", "dist_init", "dist_parent")
 
 
 LOG_FLOOR = 1e-6
-
-
-ProgressFn = Callable[[int, int, "ModelAudit"], None]
 
 
 @dataclass
@@ -264,13 +260,15 @@ def build_report(population: Population, audits: list[ModelAudit], *, target: st
 
 def audit_zoo(root: str | os.PathLike | Population, *, workers: int = 1, ray: str | None = None,
               target: str | None = None, progress: ProgressFn | None = None) -> ZooReport:
-    """Discover, audit every model (streaming `progress(done, total, audit)`), and put the population together."""
+    """Discover, audit every model (streaming a Progress per model, its ModelAudit as `item`), and put the
+    population together."""
     population = root if isinstance(root, Population) else discover(root)
     start = time.perf_counter()
     audits = []
     for a in iter_audit(population.models, workers=workers, ray=ray):
         audits.append(a)
         if progress is not None:
-            progress(len(audits), len(population.models), a)
+            progress(Progress(len(audits), len(population.models),
+                              f"{a.model.name}: {'failed' if a.error else 'done'}", item=a))
     backend = f"ray ({ray})" if ray else ("in-process" if workers == 1 else f"{workers} worker processes")
     return build_report(population, audits, target=target, backend=backend, seconds=time.perf_counter() - start)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from vitdash.common.compute import one_thread
-from vitdash.common.results import jsonable
+from vitdash.common.results import Progress, ProgressFn, jsonable
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import infer_architecture
 from vitdash.load.checkpoint import Checkpoint
@@ -54,8 +54,6 @@ LAYERSCALE_INITS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0)  # timm/DINOv2/
 
 VERDICTS = ("trained", "init", "unclear")
 MODEL_VERDICTS = ("trained", "random", "partial")
-
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -383,7 +381,7 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     # (each reading is seeded on its own, so the result depends neither on the order nor on the
     # thread count). Progress is reported from the caller's thread, where a UI can draw it.
     if progress is not None:
-        progress(0, len(names), "reading tensors")
+        progress(Progress(0, len(names), "reading tensors"))
     with one_thread() as workers, ThreadPoolExecutor(max_workers=workers) as pool:
         # Costliest groups first, so that no big one is left to run alone at the end.
         groups = sorted(same_priors.values(), key=lambda ms: -sum(_work(store.shape(n)) for n in ms))
@@ -392,7 +390,7 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
             for n, (reading, st) in zip(futures[fut], fut.result()):
                 readings[n], stats[n] = reading, st
                 if progress is not None:
-                    progress(len(readings), len(names), n)
+                    progress(Progress(len(readings), len(names), n))
 
     structural = [n for n in names if readings[n].structure is not None]
     structured = [n for n in structural if readings[n].structured]
