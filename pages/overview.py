@@ -50,6 +50,8 @@ with left:
 with right:
     st.markdown(f"**{len(ckpt.unmapped_keys)} keys left over**")
     if ckpt.unmapped_keys:
-        st.dataframe(pd.DataFrame({"key": ckpt.unmapped_keys}), hide_index=True)
+        st.dataframe(pd.DataFrame({"key": ckpt.unmapped_keys,
+                                   "why": [ckpt.unmapped_reasons.get(k, "not recognized") for k in ckpt.unmapped_keys]}),
+                     hide_index=True)
     else:
         st.caption("Every key of the file is accounted for.")

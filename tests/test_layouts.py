@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.layout_utils import randomize
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
 from vitdash.load.sources import checkpoint_from_state_dict, load
@@ -21,15 +22,6 @@ def _canonical_model(sd, **kw):
     return ckpt, build_model(ckpt)
 
 
-def _randomize(model: nn.Module) -> nn.Module:
-    """Fresh inits leave many tensors at constants (zeros, ones), which would hide a swapped mapping."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            scale_like = p.ndim == 1 and name.endswith(("weight", "gamma", "lambda1"))
-            p.copy_(1 + 0.1 * torch.randn_like(p) if scale_like else 0.05 * torch.randn_like(p))
-    return model.eval()
-
-
 @pytest.mark.parametrize("name,kwargs", [
     ("vit_tiny_patch16_224", dict(img_size=32, patch_size=8, depth=2)),
     ("deit_tiny_distilled_patch16_224", dict(img_size=32, patch_size=8, depth=2)),
@@ -41,7 +33,7 @@ def _randomize(model: nn.Module) -> nn.Module:
 def test_timm_roundtrip(name, kwargs):
     import timm
 
-    ref = _randomize(timm.create_model(name, pretrained=False, **kwargs))
+    ref = randomize(timm.create_model(name, pretrained=False, **kwargs))
     ckpt, model = _canonical_model(ref.state_dict(), metadata={"num_heads": ref.blocks[0].attn.num_heads})
     assert ckpt.layout == "timm"
     x = torch.randn(2, 3, *ref.patch_embed.img_size)
@@ -51,7 +43,7 @@ def test_timm_roundtrip(name, kwargs):
 def test_model_zoo_prefix_and_ddp_wrapper():
     import timm
 
-    ref = _randomize(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2))
+    ref = randomize(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2))
     sd = {f"module.vit.{k}": v for k, v in ref.state_dict().items()}
     ckpt, model = _canonical_model(sd, metadata={"num_heads": 3})
     assert ckpt.layout == "model_zoo" and ckpt.wrappers == ["module", "vit"]
@@ -63,7 +55,7 @@ def test_model_zoo_prefix_and_ddp_wrapper():
 def test_torchvision(representation_size):
     from torchvision.models import VisionTransformer
 
-    ref = _randomize(VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64,
+    ref = randomize(VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64,
                                        mlp_dim=128, num_classes=7, representation_size=representation_size))
     ckpt, model = _canonical_model(ref.state_dict(), metadata={"num_heads": 4})
     assert ckpt.layout == "torchvision" and not ckpt.unmapped_keys
@@ -119,7 +111,7 @@ def _hf_output(name, ref, x):
 @pytest.mark.parametrize("kind", ["vit", "deit", "dinov2", "dinov2_reg"])
 def test_hugging_face(tmp_path, kind, names):
     ref = _hf_models()[kind]
-    _randomize(ref)
+    randomize(ref)
     ref.save_pretrained(tmp_path)  # config.json + model.safetensors, as on the Hub
     if names == "hub":
         from safetensors.torch import load_file, save_file
@@ -248,7 +240,7 @@ class _SuperGradientsViT(nn.Module):
     (_SuperGradientsViT, 4, "SuperGradients"),
 ])
 def test_custom_layouts(ref_cls, heads, layout_note):
-    ref = _randomize(ref_cls())
+    ref = randomize(ref_cls())
     ckpt, model = _canonical_model(ref.state_dict(), metadata={"num_heads": heads})
     assert ckpt.layout == "custom" and not ckpt.unmapped_keys
     assert any(layout_note in n for n in ckpt.metadata["mapping_notes"])
@@ -321,7 +313,7 @@ def test_dino_teacher_backbone_beside_projection_head():
     list the head as left over."""
     import timm
 
-    ref = _randomize(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=0))
+    ref = randomize(timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=0))
     sd = {f"backbone.{k}": v for k, v in ref.state_dict().items()}
     sd |= {"head.mlp.0.weight": torch.randn(16, 192), "head.last_layer.weight_g": torch.randn(32, 1)}
     ckpt, model = _canonical_model(sd, metadata={"num_heads": 3})

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.layout_utils import assert_accounted, assert_same, randomize
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
 from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
@@ -57,6 +58,7 @@ def test_vision_model_maps_and_reproduces_pooler_output(vision):
     ckpt = load(folder)
     assert ckpt.layout == "hf" and ckpt.canonical and ckpt.unmapped_keys == []
     assert ckpt.num_params == sum(p.numel() for p in model.parameters())
+    assert_accounted(ckpt, load_file(folder / "model.safetensors"))
     assert {"pos_embed", "attn_pool.latent", "attn_pool.q.weight", "attn_pool.kv.bias"} <= set(ckpt.tensors)
     assert "cls_token" not in ckpt.tensors and ckpt.tensors.shape("pos_embed") == (1, 16, 64)
     arch = infer_architecture(ckpt)
@@ -86,6 +88,8 @@ def test_full_siglip_model_maps_its_vision_tower(full):
     assert ckpt.layout == "hf" and ckpt.canonical
     assert sorted(ckpt.unmapped_keys) == sorted(k for k in saved if not k.startswith("vision_model."))
     assert {"logit_scale", "logit_bias", "text_model.head.weight"} <= set(ckpt.unmapped_keys)
+    assert_accounted(ckpt, saved)
+    assert all("text tower" in why for why in ckpt.unmapped_reasons.values())
     assert ckpt.num_params == sum(v.numel() for k, v in saved.items() if k.startswith("vision_model."))
     arch = infer_architecture(ckpt)  # heads, activation and eps from the nested vision_config
     assert (arch.global_pool, arch.num_heads, arch.heads_source, arch.act) == ("map", 4, "config", "gelu_tanh")
@@ -105,6 +109,7 @@ def test_image_classifier_averages_patch_tokens(tmp_path):
     model.save_pretrained(tmp_path)
     ckpt = load(tmp_path)
     assert ckpt.canonical and ckpt.unmapped_keys and all(".head." in k for k in ckpt.unmapped_keys)
+    assert_accounted(ckpt, load_file(tmp_path / "model.safetensors"))
     assert any("SiglipForImageClassification" in n for n in ckpt.metadata["mapping_notes"])
     arch = infer_architecture(ckpt)
     assert (arch.global_pool, arch.num_classes, arch.fc_norm) == ("avg", 3, False)
@@ -130,3 +135,49 @@ def test_audit_reads_random(vision):
     result = audit(load(vision[1]))
     assert result.verdict == "random", result.summary
     assert result.tensor("attn_pool.latent") is not None
+
+
+# ---- SigLIP 2 (NaFlex): a Linear over flattened patches, the same tower at its position table's grid ----------
+
+SIGLIP2 = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, patch_size=8,
+               num_patches=16)
+
+
+def _naflex_patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """transformers' Siglip2 image processor: row-major patches, each flattened (ph, pw, C)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
+
+
+@pytest.mark.parametrize("kind", ["Siglip2VisionModel", "Siglip2Model"])
+def test_siglip2_naflex_tower_at_its_grid(tmp_path, kind):
+    import transformers
+
+    if kind == "Siglip2Model":
+        model = transformers.Siglip2Model(transformers.Siglip2Config(text_config=TEXT, vision_config=SIGLIP2))
+    else:
+        model = transformers.Siglip2VisionModel(transformers.Siglip2VisionConfig(**SIGLIP2))
+    randomize(model, seed=4)
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    ckpt = load(tmp_path)
+    assert ckpt.layout == "hf" and ckpt.metadata["timm_class"] == "VisionTransformer"
+    assert ckpt.tensors.shape("patch_embed.proj.weight") == (64, 3, 8, 8)
+    assert_accounted(ckpt, saved)
+    if kind == "Siglip2Model":
+        assert set(ckpt.unmapped_keys) == {k for k in saved if not k.startswith("vision_model.")}
+        assert all("text tower" in why for why in ckpt.unmapped_reasons.values())
+    arch = infer_architecture(ckpt)
+    assert (arch.embed_dim, arch.depth, arch.num_heads, arch.heads_source, arch.patch_size, arch.img_size) == (
+        64, 2, 4, "config", 8, (32, 32))
+    assert (arch.num_prefix_tokens, arch.global_pool, arch.act, arch.mlp_type) == (0, "map", "gelu_tanh", "mlp")
+    x = _image(5)
+    tower = model.vision_model if kind == "Siglip2Model" else model
+    with torch.no_grad():
+        theirs = tower(pixel_values=_naflex_patches(x, 8), pixel_attention_mask=torch.ones(2, 16, dtype=torch.long),
+                       spatial_shapes=torch.tensor([[4, 4], [4, 4]])).pooler_output
+        assert_same(build_model(ckpt, arch)(x), theirs, f"{kind} (NaFlex) at its 4x4 grid, pooled")
+        # the patch layout matters: channels-first flattening is far off
+        assert (tower(pixel_values=x.reshape(2, 3, 4, 8, 4, 8).permute(0, 2, 4, 1, 3, 5).reshape(2, 16, -1),
+                      pixel_attention_mask=torch.ones(2, 16, dtype=torch.long),
+                      spatial_shapes=torch.tensor([[4, 4], [4, 4]])).pooler_output - theirs).abs().max() > 1e-3

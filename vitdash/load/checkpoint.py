@@ -14,7 +14,7 @@ import torch
 
 from vitdash.common.results import jsonable
 
-LAYOUTS = ("timm", "torchvision", "hf", "model_zoo", "custom", "unknown")
+LAYOUTS = ("timm", "torchvision", "hf", "open_clip", "mae", "model_zoo", "custom", "unknown")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ class Checkpoint:
     wrappers: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     unmapped_keys: list[str] = field(default_factory=list)
+    unmapped_reasons: dict[str, str] = field(default_factory=dict)  # why, for the left-over keys set aside knowingly
     load_warnings: list[str] = field(default_factory=list)
     # (sha256, names of tensors holding NaN/Inf), or the function that computes them on first use.
     integrity: tuple[str, list[str]] | Callable[[], tuple[str, list[str]]] = ("", [])
@@ -155,6 +156,7 @@ class Checkpoint:
             "wrappers": list(self.wrappers),
             "metadata": jsonable(self.metadata),
             "unmapped_keys": list(self.unmapped_keys),
+            "unmapped_reasons": dict(self.unmapped_reasons),
             "warnings": list(self.warnings),
             "is_vit": self.is_vit,
             "looks_like": self.looks_like,

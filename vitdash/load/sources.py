@@ -26,8 +26,9 @@ from vitdash.load.formats.raw import RawCheckpoint, sha256_files
 from vitdash.load.formats.torch_pickle import from_object
 from vitdash.load.layouts import detect
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt", "checkpoint.pth")
-METADATA_FILES = ("config.json", "preprocessor_config.json", "result.json", "params.json")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt", "checkpoint.pth",
+                "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+METADATA_FILES = ("config.json", "preprocessor_config.json", "result.json", "params.json", "open_clip_config.json")
 
 
 def load(source: str | os.PathLike) -> Checkpoint:
@@ -216,8 +217,7 @@ def folder_metadata(path: Path) -> dict[str, Any]:
     for name in METADATA_FILES:
         f = path / name
         if f.is_file() and f.stat().st_size < 50 << 20:
-            key = {"config.json": "config", "preprocessor_config.json": "preprocessor_config",
-                   "result.json": "result", "params.json": "params"}[name]
+            key = name.removesuffix(".json")
             meta[key] = _read_json_or_lines(f)
     config = meta.get("config")
     if isinstance(config, dict) and isinstance(config.get("id2label"), dict):
@@ -340,9 +340,10 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
     if found.notes:
         metadata["mapping_notes"] = found.notes
     layout = "model_zoo" if raw.metadata.get("folder_layout") == "model_zoo" else found.layout
-    if found.unmapped:
-        warnings.append(f"{len(found.unmapped)} tensor(s) not part of the canonical ViT: "
-                        + ", ".join(found.unmapped[:8]))
+    unexplained = [k for k in found.unmapped if k not in found.aside]  # the set-aside ones are in the notes
+    if unexplained:
+        warnings.append(f"{len(unexplained)} tensor(s) not part of the canonical ViT: " + ", ".join(unexplained[:8]))
     return Checkpoint(tensors=found.tensors, source=source, format=raw.format, layout=layout, canonical=True,
                       wrappers=raw.wrappers + found.wrappers, metadata=metadata, unmapped_keys=found.unmapped,
+                      unmapped_reasons=found.aside,
                       load_warnings=warnings, integrity=_integrity(raw), size_bytes=size, name=name, is_vit=True, looks_like="ViT")

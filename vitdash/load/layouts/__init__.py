@@ -2,26 +2,42 @@
 
 Each module exposes `NAME` (the layout reported), and `convert(src, meta) -> Canon | None`: None when
 the keys are not its convention. Conversions are lazy (`Canon` records loaders, nothing is read),
-and every source key is either mapped or listed as left over, never silently dropped.
+and every source key is either mapped or listed as left over (set aside with the reason, when it is known),
+never silently dropped.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from vitdash.load.checkpoint import TensorStore
-from vitdash.load.layouts import hf, lucidrains, mha_custom, siglip_hf, supergradients, timm_layout, torchvision_layout
+from vitdash.load.layouts import (
+    aimv2_hf,
+    clip_hf,
+    hf,
+    lucidrains,
+    mae,
+    mha_custom,
+    openclip,
+    siglip_hf,
+    supergradients,
+    timm_layout,
+    torchvision_layout,
+)
 from vitdash.load.layouts.canon import WRAPPER_PREFIXES, Detected, strip_prefix, strip_wrappers
 
 
 def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Detected | None:
 
-    for module in (timm_layout, torchvision_layout, hf, siglip_hf, lucidrains, supergradients, mha_custom):
+    # MAE before the timm and Hugging Face names its encoder uses; CLIP (class_embedding) before SigLIP's names.
+    for module in (mae, timm_layout, torchvision_layout, clip_hf, openclip, aimv2_hf, hf, siglip_hf, lucidrains,
+                   supergradients, mha_custom):
         canon = module.convert(src, meta)
         if canon is not None:
             layout = module.NAME
             if layout == "timm" and "vit" in wrappers:
                 layout = "model_zoo"  # the ViT Model Zoo stores timm keys under `vit.`
-            return Detected(layout, canon.store(), canon.leftover(), wrappers, canon.notes, canon.metadata)
+            return Detected(layout, canon.store(), canon.leftover(), wrappers, canon.notes + canon.aside_notes(),
+                            canon.metadata, canon.explained())
     return None
 
 

@@ -25,6 +25,26 @@ class Canon:
         self.used: set[str] = set()
         self.notes: list[str] = []
         self.metadata: dict[str, Any] = {}
+        self.aside: dict[str, str] = {}  # source key -> why it is not part of the image model
+
+    def set_aside(self, keys: Iterable[str], why: str) -> None:
+        """Source keys left out of the canonical model for a known reason (a text tower, a pretraining decoder):
+        still left over, but explained, so the report can tell them from keys nobody recognized."""
+        for key in keys:
+            if key not in self.used:
+                self.aside[key] = why
+
+    def explained(self) -> dict[str, str]:
+        """The left-over keys that were set aside, with why."""
+        return {k: why for k, why in self.aside.items() if k not in self.used}
+
+    def aside_notes(self) -> list[str]:
+        """One line per reason: what was kept aside and how much of the file it is."""
+        groups: dict[str, list[str]] = {}
+        for key, why in self.explained().items():
+            groups.setdefault(why, []).append(key)
+        return [f"kept aside, {why}: {len(keys)} tensor(s), {sum(self.src.info(k).numel for k in keys):,} values"
+                for why, keys in groups.items()]
 
     def put(self, dst: str, srcs: str | Iterable[str], shape: tuple[int, ...],
             fn: Callable[..., torch.Tensor] | None = None) -> None:
@@ -71,6 +91,7 @@ class Detected:
     wrappers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    aside: dict[str, str] = field(default_factory=dict)  # left-over key -> why (the rest of `unmapped` is unexplained)
 
 
 def strip_prefix(src: TensorStore, prefix: str) -> TensorStore:

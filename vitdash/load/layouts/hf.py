@@ -62,20 +62,16 @@ def convert(src, meta) -> Canon | None:
         canon.put("cls_token", [cls, pos], src.shape(cls), lambda c, p: c + p[:, :1])
         canon.put("pos_embed", pos, (shape[0], shape[1] - 1, shape[2]), lambda p: p[:, 1:])
     head = "classifier.weight"
-    if head in src and src.shape(head)[1] != src.shape(patch)[0]:
-        # Dinov2ForImageClassification feeds [cls, mean(patches)]: not a timm ViT head.
-        canon.notes.append("classifier takes concatenated class+mean-patch features (Dinov2ForImageClassification): "
-                           "kept aside, the backbone is canonical")
-        rules = [r for r in _RULES if not r[1].startswith("head.")]
-    else:
-        rules = _RULES
-    for k in src:
-        if k.endswith("mask_token"):
-            canon.notes.append(f"{k} is used only for masked-image pretraining, not at inference")
-        if "pooler.dense" in k:
-            canon.notes.append(f"{k}: the tanh pooler of ViTModel is not used for classification, kept aside")
+    concat_head = head in src and src.shape(head)[1] != src.shape(patch)[0]
+    # Dinov2ForImageClassification feeds [cls, mean(patches)]: not a timm ViT head.
+    rules = [r for r in _RULES if not r[1].startswith("head.")] if concat_head else _RULES
     config = meta.get("config") or {}
     default_eps = 1e-6 if "dinov2" in str(config.get("model_type", "")) else 1e-12  # transformers' defaults
     canon.metadata["norm_eps"] = float(config.get("layer_norm_eps", default_eps))
     rename_by_rules(canon, rules)
+    if concat_head:
+        canon.set_aside([k for k in src if k.startswith("classifier.")],
+                        "the classifier of Dinov2ForImageClassification (it reads class + mean-patch features)")
+    canon.set_aside([k for k in src if k.endswith("mask_token")], "the mask token of masked-image pretraining")
+    canon.set_aside([k for k in src if "pooler.dense" in k], "ViTModel's tanh pooler (not used for classification)")
     return canon

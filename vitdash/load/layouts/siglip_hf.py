@@ -5,14 +5,20 @@ over) and `SiglipForImageClassification`.
 The tower is a timm VisionTransformer without a class token; its pooling head (one learned probe attending
 over the patch tokens through `nn.MultiheadAttention`) is timm's `AttentionPoolLatent`, whose `q` and `kv`
 are the two parts of the packed `in_proj`.
+
+SigLIP 2's NaFlex tower (`Siglip2VisionModel`, `Siglip2Model`) has the same keys but embeds patches flattened
+channels-last with a Linear: laid out again as the convolution it is, it is the same VisionTransformer at its
+position table's square grid (G x G patches), where transformers' resize of that table is the identity.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
+from vitdash.errors import VitdashError
 from vitdash.load.layouts.canon import Canon, rename_by_rules
-from vitdash.load.layouts.hf import fuse_qkv
+from vitdash.load.layouts.clip_hf import map_tower, set_aside_beside
 
 NAME = "hf"
 
@@ -38,45 +44,44 @@ def _rules(p: str, classifier: bool) -> list[tuple[str, str]]:
             (p + r"head\.mlp\.(fc1|fc2)\.(weight|bias)", r"attn_pool.mlp.\1.\2")]
 
 
-def _vision_config(meta: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The tower's config: config.json itself (SiglipVisionModel) or its `vision_config` (SiglipModel)."""
-    config = meta.get("config") or {}
-    nested = config.get("vision_config")
-    return (nested, True) if isinstance(nested, dict) else (config, False)
+def _linear_patches(canon: Canon, key: str, config: dict[str, Any]) -> None:
+    """SigLIP 2's Linear over (ph, pw, C)-flattened patches as timm's (D, C, ph, pw) convolution."""
+    dim, flat = canon.src.shape(key)
+    chans = int(config.get("num_channels", 3))
+    patch = int(config.get("patch_size") or math.isqrt(flat // chans))
+    if patch * patch * chans != flat:
+        raise VitdashError(f"{key} has {flat} inputs per patch: not {chans} channels of {patch}x{patch} pixels")
+    canon.put("patch_embed.proj.weight", key, (dim, chans, patch, patch),
+              lambda w: w.reshape(dim, patch, patch, chans).permute(0, 3, 1, 2).contiguous())
+    canon.notes.append(f"SigLIP 2 NaFlex tower: its Linear patch embedding laid out as a {patch}x{patch} convolution; "
+                       "exact at the position table's grid, while at other sizes timm resizes the table bicubically "
+                       "where transformers resizes it bilinearly (with antialiasing)")
 
 
 def convert(src, meta) -> Canon | None:
     patch = next((k for k in src if k in (_PATCH, "vision_model." + _PATCH)), None)
-    if patch is None or len(src.shape(patch)) != 4:  # SigLIP 2 NaFlex embeds flattened patches with a Linear
+    if patch is None or len(src.shape(patch)) not in (2, 4):
         return None
     prefix = patch[: -len(_PATCH)]
     dim = src.shape(patch)[0]
     canon = Canon(src)
-    pos = f"{prefix}embeddings.position_embedding.weight"
-    if pos in src:  # an nn.Embedding (N, D): timm's (1, N, D), no class token
-        canon.put("pos_embed", pos, (1, *src.shape(pos)), lambda p: p[None])
-    layers = sorted({m.group(0) for k in src if (m := re.match(re.escape(prefix) + r"encoder\.layers\.(\d+)\.", k))})
-    for layer in layers:
-        fuse_qkv(canon, layer, layer.split(".")[-2], _QKV)
+    config = map_tower(canon, prefix, meta, _QKV, "gelu_pytorch_tanh", ("layer_norm_eps", 1e-6))  # SiglipVisionConfig's
+    if len(src.shape(patch)) == 2:
+        _linear_patches(canon, patch, config)
     # SiglipForImageClassification averages the patch tokens into its classifier (timm's 'avg' pooling):
     # the attention-pooling head it still carries is not on that path.
     classifier = "classifier.weight" in src
-    if classifier:
-        if any(k.startswith(prefix + "head.") for k in src):
-            canon.notes.append("SiglipForImageClassification classifies the mean of the patch tokens: its unused "
-                               "attention-pooling head (head.*) is kept aside")
-    else:
+    if not classifier:
         in_proj = f"{prefix}head.attention.in_proj_"
         for kind in ("weight", "bias"):
             if in_proj + kind in src:
                 rows = src.shape(in_proj + kind)
                 canon.put(f"attn_pool.q.{kind}", in_proj + kind, (dim, *rows[1:]), lambda w: w[:dim])
                 canon.put(f"attn_pool.kv.{kind}", in_proj + kind, (rows[0] - dim, *rows[1:]), lambda w: w[dim:])
-    config, nested = _vision_config(meta)
-    if nested and isinstance(config.get("num_attention_heads"), int):
-        canon.metadata["num_heads"] = config["num_attention_heads"]  # not at config.json's top level
-    # Defaults: SiglipVisionConfig's, for a bare weights file.
-    canon.metadata["hidden_act"] = str(config.get("hidden_act", "gelu_pytorch_tanh"))
-    canon.metadata["norm_eps"] = float(config.get("layer_norm_eps", 1e-6))
     rename_by_rules(canon, _rules(re.escape(prefix), classifier))
+    if classifier:
+        canon.set_aside([k for k in src if k.startswith(prefix + "head.")],
+                        "the attention-pooling head SiglipForImageClassification does not use (it classifies the "
+                        "mean patch token)")
+    set_aside_beside(canon, prefix, "the text tower and the contrastive scale and bias")
     return canon

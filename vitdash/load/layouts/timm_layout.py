@@ -34,7 +34,6 @@ def convert(src, meta) -> Canon | None:
         canon.put("cls_token", ["cls_token", "pos_embed"], src.shape("cls_token"), lambda c, p: c + p[:, :1])
         canon.put("pos_embed", "pos_embed", (pos[0], pos[1] - 1, pos[2]), lambda p: p[:, 1:])
         canon.rename("reg_token", "register_tokens")
-    if "mask_token" in src:
-        canon.notes.append("mask_token (used only for masked-image pretraining) is not part of the inference model")
     rename_by_rules(canon, _RULES)
+    canon.set_aside([k for k in src if k == "mask_token"], "the mask token of masked-image pretraining")
     return canon

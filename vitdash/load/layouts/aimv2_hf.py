@@ -1,0 +1,53 @@
+"""Hugging Face AIMv2 image towers: `Aimv2VisionModel` and the vision half of `Aimv2Model` (`vision_model.*`,
+the text tower beside it set aside). Same names in the Hub's files and in transformers 5.
+
+The tower is timm's `aimv2_*` VisionTransformer: RMSNorm everywhere including one inside the patch embedding
+(`patch_embed.norm`), a SwiGLU MLP kept as its two halves (`fc1_g` the SiLU-gated one, `fc1_x`), no class token,
+and the patch tokens averaged. The attention-pooling head some towers carry queries with its raw class token
+(no query projection, no norm, no MLP), which no timm pool computes, so it is set aside.
+"""
+from __future__ import annotations
+
+import re
+
+from vitdash.load.layouts.canon import Canon, rename_by_rules
+from vitdash.load.layouts.clip_hf import map_tower, set_aside_beside
+
+NAME = "hf"
+
+_PATCH = "embeddings.patch_embed.weight"
+_QKV = [("attention.q_proj", "attention.k_proj", "attention.v_proj")]
+
+
+def _rules(p: str) -> list[tuple[str, str]]:
+    layer = p + r"encoder\.layers\.(\d+)\."
+    return [
+        (p + r"embeddings\.patch_embed\.(weight|bias)", r"patch_embed.proj.\1"),
+        (p + r"embeddings\.rms_norm\.weight", "patch_embed.norm.weight"),
+        (layer + r"rms_norm([12])\.weight", r"blocks.\1.norm\2.weight"),
+        (layer + r"attention\.out_proj\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+        (layer + r"ffn\.gate_proj\.(weight|bias)", r"blocks.\1.mlp.fc1_g.\2"),
+        (layer + r"ffn\.up_proj\.(weight|bias)", r"blocks.\1.mlp.fc1_x.\2"),
+        (layer + r"ffn\.down_proj\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+        (p + r"rms_norm\.weight", "norm.weight"),
+    ]
+
+
+def convert(src, meta) -> Canon | None:
+    patch = next((k for k in src if k in (_PATCH, "vision_model." + _PATCH)), None)
+    if patch is None:
+        return None
+    prefix = patch[: -len(_PATCH)]
+    canon = Canon(src)
+    map_tower(canon, prefix, meta, _QKV, "silu", ("rms_norm_eps", 1e-5))  # Aimv2VisionConfig's defaults
+    if "pos_embed" not in canon.infos:
+        canon.notes.append("a 'native' AIMv2 tower: its sin-cos position table is computed at run time for each "
+                           "image size, so the file holds no position embedding")
+        canon.metadata["pos_embed"] = "fixed"
+    rename_by_rules(canon, _rules(re.escape(prefix)))
+    canon.set_aside([k for k in src if k.startswith(prefix + "head.")],
+                    "AIMv2's attention-pooling head (its query is the raw class token, which no timm pool computes; "
+                    "the canonical model averages the patch tokens, as timm's aimv2 models do)")
+    set_aside_beside(canon, prefix, "the text tower, the projections into the joint image-text space and the "
+                                    "contrastive scale")
+    return canon
