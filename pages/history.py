@@ -101,7 +101,7 @@ st.subheader("All audits")
 st.caption(f"Kept in {history.path} (set VITDASH_HISTORY_DB to move it).")
 c1, c2, c3, c4 = st.columns([3, 2, 2, 3])
 text = c1.text_input("Search", key="history_search", placeholder="file name, sha256, family, note")
-verdicts = c2.multiselect("Verdict", ["trained", "partial", "random"], key="history_verdicts")
+verdicts = c2.multiselect("Verdict", verdict.MODEL_VERDICTS, key="history_verdicts")
 reviewer = c3.selectbox("Reviewed by", ["(anyone)", *history.reviewers()], key="history_filter_reviewer")
 dates = c4.date_input("Between", value=(), key="history_dates", help="empty: all dates (UTC)")
 since = until = None

@@ -10,6 +10,7 @@ import streamlit as st
 
 from ui.state import current_checkpoint
 from vitdash.errors import VitdashError
+from vitdash.figures.colors import VERDICT_COLORS
 from vitdash.figures.trained import (
     HEATMAP_STATS,
     depth_role_heatmap,
@@ -61,9 +62,8 @@ except VitdashError as e:
     st.stop()
 
 # ---- verdict card --------------------------------------------------------------------------------------------
-COLORS = {"trained": "green", "random": "red", "partial": "orange", "init": "red", "unclear": "gray"}
 with st.container(border=True):
-    st.markdown(f"### :{COLORS[result.verdict]}[{result.verdict.upper()}]\n{result.summary}")
+    st.markdown(f"### :{VERDICT_COLORS[result.verdict]}[{result.verdict.upper()}]\n{result.summary}")
     cols = st.columns(4)
     cols[0].metric("Verdict", result.verdict)
     cols[1].metric("Confidence", f"{result.confidence:.2f}")
@@ -94,56 +94,58 @@ st.subheader("One tensor")
 names = [t.name for t in result.tensors]
 default = next((names.index(n) for n in result.at_init), None)
 if default is None:
-    default = max(range(len(names)), key=lambda i: result.tensors[i].stats.get("structure", float("-inf")))
+    zs = [float("-inf") if t.stats.structure is None else t.stats.structure for t in result.tensors]
+    default = max(range(len(names)), key=zs.__getitem__)
 name = st.selectbox("Tensor", names, index=default,
                     format_func=lambda n: f"{n}  [{result.tensor(n).verdict}]")
 rep = result.tensor(name)
-st.markdown(f":{COLORS[rep.verdict]}[**{rep.verdict}**]: {rep.reason}")
-mom = rep.stats["moments"]
-best = rep.stats.get("best_fit") or {}
+st.markdown(f":{VERDICT_COLORS[rep.verdict]}[**{rep.verdict}**]: {rep.reason}")
+mom, best, kurtosis, ratio = (rep.stats.moments, rep.stats.best_fit, rep.stats.scalar("excess_kurtosis"),
+                              rep.stats.scalar("std_ratio"))
 mcols = st.columns(5)
-mcols[0].metric("mean", f"{mom['mean']:.3g}")
-mcols[1].metric("std", f"{mom['std']:.3g}")
-mcols[2].metric("excess kurtosis", "n/a" if mom["excess_kurtosis"] is None else f"{mom['excess_kurtosis']:.2f}")
-mcols[3].metric("KS to best prior", f"{best['ks']:.3f}" if best else "n/a", help=best.get("prior"))
-mcols[4].metric("std / prior std", f"{best['std_ratio']:.3f}" if best.get("std_ratio") else "n/a")
+mcols[0].metric("mean", f"{mom.mean:.3g}")
+mcols[1].metric("std", f"{mom.std:.3g}")
+mcols[2].metric("excess kurtosis", "n/a" if kurtosis is None else f"{kurtosis:.2f}")
+mcols[3].metric("KS to best prior", f"{best.ks:.3f}" if best else "n/a", help=best.prior.label if best else None)
+mcols[4].metric("std / prior std", f"{ratio:.3f}" if ratio else "n/a")
 tensor = ckpt.tensors[name]
 fits = tensor_fits(ckpt, name)
 st.plotly_chart(histogram_figure(tensor.reshape(-1), fits, name), width="stretch")
 if fits:
     st.dataframe(pd.DataFrame(prior_table(fits)), hide_index=True)
-spec = rep.stats.get("spectrum")
+spec = rep.stats.spectrum
 if spec is not None:
     space = st.radio("Spectrum of", ["raw values", "normal scores (what the verdict uses)"], horizontal=True)
     scores = space.startswith("normal")
     full = _spectrum(ckpt.sha256, ckpt.source, name, scores, ckpt)
     st.plotly_chart(spectrum_figure(full.eigenvalues, full.twin, full.shape, full.variance, name,
                                     "normal-score" if scores else "raw"), width="stretch")
-    st.caption(f"Verdict statistic on the {spec['block'][0]}x{spec['block'][1]} {spec['method']} reading: "
-               f"top eigenvalue {spec['top_over_edge']:.2f}x the MP edge, {spec['top_over_twin']:.2f}x the "
-               f"shuffled twin's, z = {spec['structure']:.1f}, {spec['n_outliers']} outlier(s), tail exponent "
-               f"{spec['tail_alpha'] if spec['tail_alpha'] is None else round(spec['tail_alpha'], 2)}.")
+    alpha = rep.stats.scalar("tail_alpha")
+    st.caption(f"Verdict statistic on the {spec.block[0]}x{spec.block[1]} {spec.method} reading: "
+               f"top eigenvalue {spec.top_over_edge:.2f}x the MP edge, {spec.top_over_twin:.2f}x the "
+               f"shuffled twin's, z = {spec.structure:.1f}, {spec.n_outliers} outlier(s), tail exponent "
+               f"{alpha if alpha is None else round(alpha, 2)}.")
 
 # ---- position embedding and patch filters ------------------------------------------------------------------
-pos = next((t for t in result.tensors if t.role == "pos_embed" and "pos_embed" in t.stats), None)
+pos = next((t for t in result.tensors if t.role == "pos_embed" and t.stats.pos_embed is not None), None)
 if pos is not None:
     st.subheader("Position embedding")
-    p = pos.stats["pos_embed"]
-    split = split_pos_embed(ckpt.tensors[pos.name], p["num_prefix"], tuple(p["grid"]))
+    p = pos.stats.pos_embed
+    split = split_pos_embed(ckpt.tensors[pos.name], p.num_prefix, tuple(p.grid))
     pc = st.columns(3)
-    pc[0].metric("similarity vs distance (corr)", f"{p['corr']:.2f}", help=f"z = {p['corr_z']:.1f}")
-    pc[1].metric("neighbours vs all (contrast)", f"{p['neighbour_contrast']:.2f}", help=f"z = {p['neighbour_z']:.1f}")
-    pc[2].metric("structure z", f"{p['z']:.1f}")
+    pc[0].metric("similarity vs distance (corr)", f"{p.corr:.2f}", help=f"z = {p.corr_z:.1f}")
+    pc[1].metric("neighbours vs all (contrast)", f"{p.neighbour_contrast:.2f}", help=f"z = {p.neighbour_z:.1f}")
+    pc[2].metric("structure z", f"{p.z:.1f}")
     if split is not None:
         st.plotly_chart(pos_embed_figure(split[0], split[1]), width="stretch")
 
 patch = next((t for t in result.tensors if t.role == "patch_embed" and len(t.shape) == 4), None)
 if patch is not None:
     st.subheader("Patch-embedding filters")
-    f = patch.stats.get("filters")
+    f = patch.stats.filters
     if f is not None:
-        st.caption(f"Neighbouring-pixel correlation {f['smoothness']:.2f} against {f['null_mean']:.2f} for "
-                   f"shuffled pixels: z = {f['z']:.1f}.")
+        st.caption(f"Neighbouring-pixel correlation {f.smoothness:.2f} against {f.null_mean:.2f} for "
+                   f"shuffled pixels: z = {f.z:.1f}.")
     pca = st.radio("Show", ["principal components", "first filters"], horizontal=True) == "principal components"
     st.plotly_chart(patch_filters_figure(ckpt.tensors[patch.name], pca=pca), width="stretch")
 
@@ -151,8 +153,10 @@ if patch is not None:
 st.subheader("Every tensor")
 table = pd.DataFrame([{
     "name": t.name, "role": t.role, "block": t.block, "shape": "x".join(map(str, t.shape)), "verdict": t.verdict,
-    "structure": t.scalar("structure"), "std": t.scalar("std"), "kurtosis": t.scalar("excess_kurtosis"),
-    "closest prior": (t.stats.get("best_fit") or {}).get("prior"), "reason": t.reason} for t in result.tensors])
+    "structure": t.stats.scalar("structure"), "std": t.stats.scalar("std"),
+    "kurtosis": t.stats.scalar("excess_kurtosis"),
+    "closest prior": t.stats.best_fit.prior.label if t.stats.best_fit else None, "reason": t.reason}
+    for t in result.tensors])
 st.dataframe(table, hide_index=True)
 st.download_button("Download the audit (JSON)", json.dumps(result.to_dict(), indent=2, default=str),
                    file_name=f"{ckpt.name or 'checkpoint'}.audit.json", mime="application/json")

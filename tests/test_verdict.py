@@ -199,3 +199,10 @@ def test_cli_audit_bad_path_exits_2(tmp_path, capsys):
 
     assert main(["audit", str(tmp_path / "missing.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_every_verdict_has_one_colour():
+    from vitdash.figures.colors import HEX, VERDICT_COLORS, verdict_hex
+
+    assert set(VERDICT_COLORS) == set(VERDICTS) | set(MODEL_VERDICTS)
+    assert all(verdict_hex(v).startswith("#") and VERDICT_COLORS[v] in HEX for v in VERDICT_COLORS)

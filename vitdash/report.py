@@ -24,6 +24,7 @@ from vitdash.attention.overlay import blend, to_png, upscale
 from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.samples import data_samples, samples
 from vitdash.errors import VitdashError
+from vitdash.figures.colors import verdict_hex
 from vitdash.figures.identity import breakdown_figure, family_scatter
 from vitdash.figures.perform import (
     accuracy_figure,
@@ -39,7 +40,6 @@ from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import evaluate
 from vitdash.trained import verdict
 
-VERDICT_COLORS = {"trained": "#1a7f37", "partial": "#9a6700", "random": "#cf222e"}
 MAX_TENSOR_ROWS = 400
 
 
@@ -167,7 +167,7 @@ def checkpoint_section(ckpt) -> Section:
 def verdict_section(audit) -> Section:
     """Is it trained? The model verdict with its reasons, what is still at init, and every tensor's reading."""
 
-    color = VERDICT_COLORS.get(audit.verdict, "#656d76")
+    color = verdict_hex(audit.verdict)
     body = (f'<p><span class="badge" style="background:{color}">{_e(audit.verdict)}</span> '
             f"confidence {audit.confidence:.0%}</p><p>{_e(audit.summary)}</p>"
             "<h3>Evidence</h3>" + _list(audit.evidence))

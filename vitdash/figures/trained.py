@@ -9,13 +9,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from vitdash.figures.colors import verdict_hex
 from vitdash.trained.moments import histogram
 from vitdash.trained.pos_embed import cosine_grid
 from vitdash.trained.priors import PriorFit
 from vitdash.trained.spectra import mp_edge, mp_pdf
 from vitdash.trained.verdict import Audit
 
-# Heatmap statistics: key -> (label, signed-log colour scale?). Keys are TensorReport.scalar names.
+# Heatmap statistics: key -> (label, signed-log colour scale?). Keys are TensorStats.scalar names.
 HEATMAP_STATS = {
     "verdict": ("verdict (trained 1, unclear 0.5, init 0)", False),
     "structure": ("structure z (spectral / spatial; signed log scale)", True),
@@ -26,7 +27,6 @@ HEATMAP_STATS = {
     "std_ratio": ("std / best prior's std", False),
     "ks": ("KS distance to the best prior", False),
 }
-VERDICT_COLORS = {"trained": "#2ca02c", "unclear": "#9e9e9e", "init": "#d62728"}
 _VERDICT_VALUE = {"trained": 1.0, "unclear": 0.5, "init": 0.0}
 
 
@@ -51,14 +51,14 @@ def depth_role_heatmap(audit: Audit, stat: str = "structure", weights_only: bool
     bi, si = {b: i for i, b in enumerate(blocks)}, {s: j for j, s in enumerate(slots)}
     for t in rows:
         i, j = bi[t.block], si[t.slot]
-        v = _VERDICT_VALUE[t.verdict] if stat == "verdict" else t.scalar(stat)
+        v = _VERDICT_VALUE[t.verdict] if stat == "verdict" else t.stats.scalar(stat)
         if v is not None and math.isfinite(v):
             z[i, j] = _slog(v) if slog else v
         text[i, j] = t.verdict[0].upper()
         shown = "n/a" if v is None else f"{v:.4g}"
         hover[i, j] = f"{t.name}<br>{stat} = {shown}<br><b>{t.verdict}</b>: {_wrap(t.reason)}"
     if stat == "verdict":
-        colorscale = [[0, VERDICT_COLORS["init"]], [0.5, VERDICT_COLORS["unclear"]], [1, VERDICT_COLORS["trained"]]]
+        colorscale = [[value, verdict_hex(v)] for v, value in sorted(_VERDICT_VALUE.items(), key=lambda kv: kv[1])]
         zrange = dict(zmin=0, zmax=1)
     else:
         colorscale, zrange = "Viridis", {}

@@ -214,7 +214,7 @@ def _head_change(a: Checkpoint, b: Checkpoint, roles_a: dict[str, TensorRole], r
 
 def _verdict_readings(ckpt: Checkpoint) -> tuple[str, dict[str, dict[str, Any]]]:
     aud = audit(ckpt)
-    return aud.verdict, {t.name: {"verdict": t.verdict, **{s: finite_float(t.scalar(s)) for s in VERDICT_STATS}}
+    return aud.verdict, {t.name: {"verdict": t.verdict, **{s: t.stats.scalar(s) for s in VERDICT_STATS}}
                          for t in aud.tensors}
 
 

@@ -65,12 +65,13 @@ def _model_stats(model: ZooModel) -> dict[str, Any]:
     to_parent, dist_parent, head = _distances(model.parent_checkpoint or model.parent, ckpt)
     layers = []
     for t in aud.tensors:
-        m = t.stats["moments"]
-        numel, mean, std = m["numel"], m["mean"] or 0.0, m["std"] or 0.0
+        m = t.stats.moments
+        mean, std = finite_float(m.mean), finite_float(m.std)
+        mu, sd = mean or 0.0, std or 0.0
         layers.append({
             "name": t.name, "role": t.role, "group": t.group, "shape": t.shape, "verdict": t.verdict,
-            "norm": math.sqrt(numel * (std * std + mean * mean)), "mean": m["mean"], "std": m["std"],
-            "excess_kurtosis": m["excess_kurtosis"], "structure": finite_float(t.stats.get("structure")),
+            "norm": math.sqrt(m.numel * (sd * sd + mu * mu)), "mean": mean, "std": std,
+            "excess_kurtosis": finite_float(m.excess_kurtosis), "structure": finite_float(t.stats.structure),
             "rel_to_init": finite_float(to_init.get(t.name)), "rel_to_parent": finite_float(to_parent.get(t.name))})
     matrices = [x for x in layers if x["role"] in MATRIX_ROLES and len(x["shape"]) >= 2]
     structures = [x["structure"] for x in layers if x["structure"] is not None]

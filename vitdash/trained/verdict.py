@@ -25,14 +25,14 @@ from typing import Any
 import torch
 
 from vitdash.common.compute import one_thread
-from vitdash.common.results import Progress, ProgressFn, jsonable
+from vitdash.common.results import Progress, ProgressFn, finite_float, jsonable
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import infer_architecture
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.trained import priors as P
-from vitdash.trained.filters import filter_structure
+from vitdash.trained.filters import FilterStructure, filter_structure
 from vitdash.trained.moments import MOMENTS_SAMPLE, Moments, distances_from_constants, moments_many, random_entries
-from vitdash.trained.pos_embed import pos_embed_structure
+from vitdash.trained.pos_embed import PosEmbedStructure, pos_embed_structure
 from vitdash.trained.roles import MATRIX_ROLES, TensorRole, assign_roles, weight_of
 from vitdash.trained.spectra import EXACT_MAX_DIM, SPECTRAL_MAX_SIDE, Spectrum, spectra
 
@@ -85,6 +85,44 @@ class _Reading:
 
 
 @dataclass
+class TensorStats:
+    """The numbers behind one tensor's verdict: its moments, every applicable prior's fit (best first), and
+    each structure test that applies (None where none does); `structure` is the strongest test's z."""
+
+    moments: Moments
+    priors: list[P.PriorFit] = field(default_factory=list)
+    from_init_constant: dict[str, float] | None = None
+    pos_embed: PosEmbedStructure | None = None
+    filters: FilterStructure | None = None
+    spectrum: Spectrum | None = None
+    structure: float | None = None
+
+    @property
+    def best_fit(self) -> P.PriorFit | None:
+        return self.priors[0] if self.priors else None
+
+    def scalar(self, key: str) -> float | None:
+        """A statistic by its short name, for tables and heatmaps: the structure z, then a moment, a spectrum
+        reading or the best prior's fit; None when it does not apply or is not finite."""
+        for where in (self, self.moments, self.spectrum, self.best_fit):
+            v = getattr(where, key, None)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return finite_float(v)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"moments": self.moments.to_dict()}
+        if self.priors:
+            d["priors"] = [f.to_dict() for f in self.priors]
+            d["best_fit"] = self.priors[0].to_dict()
+        for key in ("from_init_constant", "pos_embed", "filters", "spectrum", "structure"):
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v.to_dict() if hasattr(v, "to_dict") else v
+        return d
+
+
+@dataclass
 class TensorReport:
     """One tensor's verdict ('trained' | 'init' | 'unclear'), its reason in words, and the numbers."""
 
@@ -98,21 +136,12 @@ class TensorReport:
     shape: list[int]
     verdict: str
     reason: str
-    stats: dict[str, Any]
-
-    def scalar(self, key: str) -> float | None:
-        """A heatmap statistic: a top-level or nested numeric stat by its short name."""
-        for where in (self.stats, self.stats.get("moments", {}), self.stats.get("spectrum", {}),
-                      self.stats.get("best_fit", {}) or {}):
-            v = where.get(key) if isinstance(where, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-        return None
+    stats: TensorStats
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "param": self.param, "block": self.block,
                 "slot": self.slot, "group": self.group, "matters": self.matters, "shape": self.shape,
-                "verdict": self.verdict, "reason": self.reason, "stats": jsonable(self.stats)}
+                "verdict": self.verdict, "reason": self.reason, "stats": jsonable(self.stats.to_dict())}
 
 
 @dataclass
@@ -218,20 +247,15 @@ def _init_constant(role: TensorRole, mom: Moments) -> float:
 
 def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted, from_constant: dict[str, float] | None,
           pos_layout: Callable[[], tuple[int | None, tuple[int, int] | None]], seed: int
-          ) -> tuple[_Reading, dict[str, Any], Tests]:
+          ) -> tuple[_Reading, TensorStats, Tests]:
     """Everything one tensor shows but its spectrum (solved with the other matrices of its group): the
     reading, its stats, and its grid/filter structure tests."""
     mom, _, fits = fitted
-    stats: dict[str, Any] = {"moments": mom.to_dict()}
+    stats = TensorStats(mom, fits, from_constant)
     r = _Reading(constant=mom.constant, has_priors=bool(fits))
-    if fits:
-        stats["priors"] = [f.to_dict() for f in fits]
-        stats["best_fit"] = fits[0].to_dict()
-        if fits[0].matches:
-            r.best = fits[0]
-            r.tiny = fits[0].prior.family != "constant" and fits[0].prior.std <= TINY_INIT_STD
-    if from_constant is not None:
-        stats["from_init_constant"] = from_constant
+    if fits and fits[0].matches:
+        r.best = fits[0]
+        r.tiny = fits[0].prior.family != "constant" and fits[0].prior.std <= TINY_INIT_STD
     tests = []
     if role.role == "pos_embed" and not mom.constant:
         pos = pos_embed_structure(t, seed=seed)  # a square grid, with or without prefix tokens
@@ -239,29 +263,29 @@ def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted, from_constant: dict
             prefix, grid = pos_layout()
             pos = pos_embed_structure(t, prefix, grid, seed=seed) if grid is not None else None
         if pos is not None:
-            stats["pos_embed"] = pos.to_dict()
+            stats.pos_embed = pos
             tests.append(("pos_embed", pos.z, f"position similarity follows the {pos.grid[0]}x{pos.grid[1]} grid "
                           f"with z={pos.z:.1f} (neighbours {pos.neighbour_sim:.2f}, far apart {pos.far_sim:.2f})"))
     if role.role == "patch_embed" and t.ndim == 4 and not mom.constant:
         filt = filter_structure(t, seed=seed)
         if filt is not None:
-            stats["filters"] = filt.to_dict()
+            stats.filters = filt
             tests.append(("filters", filt.z, f"patch filters have neighbouring-pixel correlation "
                           f"{filt.smoothness:.2f} (shuffled pixels: {filt.null_mean:.2f}; z={filt.z:.1f})"))
     return r, stats, tests
 
 
-def _conclude(r: _Reading, stats: dict[str, Any], tests: Tests, spec: Spectrum | None) -> None:
+def _conclude(r: _Reading, stats: TensorStats, tests: Tests, spec: Spectrum | None) -> None:
     """Add the spectrum to a reading and take the strongest structure test as its structure."""
     if spec is not None:
-        stats["spectrum"] = spec.to_dict()
+        stats.spectrum = spec
         r.flat = spec.raw is not None and spec.raw["flatness"] >= FLAT_SPECTRUM
         r.powerful = min(spec.shape) >= POWERFUL_DIM
         tests = [("spectrum", spec.structure, _spectrum_text(spec))] + tests
     if tests:
         _, r.structure, r.structure_text = max(tests, key=lambda test: test[1])
         r.texts = {kind: text for kind, _, text in tests}
-        stats["structure"] = r.structure
+        stats.structure = r.structure
 
 
 def _spectrum_text(spec: Spectrum) -> str:
@@ -348,7 +372,7 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     pos_layout = lru_cache(maxsize=1)(lambda: _pos_layout(ckpt))
     init_range = _initializer_range(ckpt)
     readings: dict[str, _Reading] = {}
-    stats: dict[str, dict[str, Any]] = {}
+    stats: dict[str, TensorStats] = {}
 
     def weight_shape(name: str) -> tuple[int, ...] | None:
         w = weight_of(name, roles)
@@ -358,7 +382,7 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     for n in names:
         same_priors[(roles[n].role, roles[n].param, store.shape(n), weight_shape(n))].append(n)
 
-    def read(members: list[str]) -> list[tuple[_Reading, dict[str, Any]]]:
+    def read(members: list[str]) -> list[tuple[_Reading, TensorStats]]:
         """The readings of a group of tensors with the same role and shape (a ViT repeats each in every
         block): prior fits, structure tests and the spectra of its matrices, solved as one batch."""
         ts = [store[n] for n in members]
@@ -401,7 +425,7 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     reports = []
     for n in names:
         verdict, reason = _tensor_verdict(readings[n], roles[n], model_structured, roles[n].group in moved_groups,
-                                          stats[n]["moments"]["mean"] or 0.0, store.shape(n))
+                                          finite_float(stats[n].moments.mean) or 0.0, store.shape(n))
         ro = roles[n]
         reports.append(TensorReport(n, ro.role, ro.param, ro.block, ro.slot, ro.group, ro.matters,
                                     list(store.shape(n)), verdict, reason, stats[n]))
@@ -485,10 +509,10 @@ def _evidence(verdict, names, roles, readings, by_name, structural, structured, 
         if roles[n].role == "pos_embed" and readings[n].structure is not None:
             text = readings[n].texts.get("pos_embed", readings[n].structure_text)
             lines.append(f"Position embedding: {text}.")
-        if roles[n].role == "patch_embed" and by_name[n].stats.get("filters"):
-            f = by_name[n].stats["filters"]
-            lines.append(f"Patch filters: neighbouring-pixel correlation {f['smoothness']:.2f} against "
-                         f"{f['null_mean']:.2f} for shuffled pixels (z={f['z']:.1f}).")
+        f = by_name[n].stats.filters
+        if roles[n].role == "patch_embed" and f is not None:
+            lines.append(f"Patch filters: neighbouring-pixel correlation {f.smoothness:.2f} against "
+                         f"{f.null_mean:.2f} for shuffled pixels (z={f.z:.1f}).")
     ones = [n for n in names if roles[n].role in ("norm", "layerscale") and roles[n].param == "weight"]
     if ones:
         moved = [n for n in ones if not readings[n].constant]
