@@ -12,7 +12,9 @@ from typing import Any
 from vitdash.load.checkpoint import TensorStore
 from vitdash.load.layouts import (
     aimv2_hf,
+    beit_hf,
     clip_hf,
+    dinov3_hf,
     hf,
     lucidrains,
     mae,
@@ -28,9 +30,10 @@ from vitdash.load.layouts.canon import WRAPPER_PREFIXES, Detected, strip_prefix,
 
 def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Detected | None:
 
-    # MAE before the timm and Hugging Face names its encoder uses; CLIP (class_embedding) before SigLIP's names.
-    for module in (mae, timm_layout, torchvision_layout, clip_hf, openclip, aimv2_hf, hf, siglip_hf, lucidrains,
-                   supergradients, mha_custom):
+    # MAE before the timm and Hugging Face names its encoder uses, BEiT before the ViT names it shares, CLIP
+    # (class_embedding) before SigLIP's names.
+    for module in (mae, timm_layout, torchvision_layout, clip_hf, openclip, aimv2_hf, dinov3_hf, beit_hf, hf,
+                   siglip_hf, lucidrains, supergradients, mha_custom):
         canon = module.convert(src, meta)
         if canon is not None:
             layout = module.NAME

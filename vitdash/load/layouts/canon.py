@@ -72,14 +72,16 @@ class Canon:
 
 
 def rename_by_rules(canon: Canon, rules: list[tuple[str, str]]) -> None:
-    """Apply regex renames (first match wins) to every source key not yet used."""
+    """Apply regex renames (first match wins) to every source key not yet used. A key whose canonical name is
+    already taken stays left over rather than replacing it (two sources for one tensor is the layout's to say)."""
     compiled = [(re.compile(p), r) for p, r in rules]
     for key in list(canon.src):
         if key in canon.used:
             continue
         for pat, rep in compiled:
             if pat.fullmatch(key):
-                canon.rename(pat.sub(rep, key), key)
+                if (dst := pat.sub(rep, key)) not in canon.loaders:
+                    canon.rename(dst, key)
                 break
 
 
