@@ -125,10 +125,10 @@ OC_VARIANTS = {
 }
 
 
-def _open_clip(quick_gelu: bool, vision_cfg: dict, seed: int = 0):
+def _open_clip(quick_gelu: bool, vision_cfg: dict, seed: int = 0, embed_dim: int = 24):
     from open_clip.model import CLIP
 
-    return randomize(CLIP(embed_dim=24, vision_cfg=vision_cfg, text_cfg=OC_TEXT, quick_gelu=quick_gelu), seed)
+    return randomize(CLIP(embed_dim=embed_dim, vision_cfg=vision_cfg, text_cfg=OC_TEXT, quick_gelu=quick_gelu), seed)
 
 
 def _open_clip_features(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,3 +207,31 @@ def test_openai_state_dict_with_its_settings(tmp_path):
     assert arch.act == "quick_gelu"
     x = image(6)
     assert_same(_pooled(ckpt, arch, x), _open_clip_features(model, x)[0], "OpenAI CLIP state dict, pooled")
+
+
+def test_open_clip_timm_trunk(tmp_path, monkeypatch):
+    """open_clip's SigLIP towers are timm models under `visual.trunk.` (attention pooling, no projection), named in
+    the config: timm's definition of that name says the heads and the activation. (timm's named model is shrunk
+    where open_clip creates it, so the test stays small; open_clip's own code path is unchanged.)"""
+    import open_clip.timm_model
+    import timm
+
+    create = timm.create_model
+    monkeypatch.setattr(open_clip.timm_model.timm, "create_model", lambda name, **kw: create(
+        name, **kw, img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=4))
+    cfg = dict(embed_dim=64, quick_gelu=False, vision_cfg=dict(
+        image_size=32, timm_model_name="vit_base_patch16_siglip_224", timm_model_pretrained=False, timm_pool="map",
+        timm_proj="none"))
+    model = _open_clip(**{k: cfg[k] for k in ("quick_gelu", "vision_cfg")}, embed_dim=64, seed=5)
+    torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": {**cfg, "text_cfg": OC_TEXT}}))
+    saved = saved_tensors(tmp_path / "open_clip_pytorch_model.bin")
+    ckpt = load(tmp_path)
+    assert ckpt.layout == "open_clip" and ckpt.metadata["timm_model"] == "vit_base_patch16_siglip_224"
+    assert_accounted(ckpt, saved)
+    assert {k for k in saved if not k.startswith("visual.")} == set(ckpt.unmapped_reasons)
+    arch = infer_architecture(ckpt)
+    assert (arch.embed_dim, arch.num_heads, arch.global_pool, arch.has_class_token) == (64, 4, "map", False)
+    x = image(7)
+    with torch.no_grad():
+        assert_same(build_model(ckpt, arch)(x), model.encode_image(x), "OpenCLIP timm trunk (SigLIP), encode_image")

@@ -64,6 +64,15 @@ class Canon:
         shape = (sum(s[0] for s in shapes), *shapes[0][1:])
         self.put(dst, srcs, shape, lambda *ts: torch.cat(ts, 0))
 
+    def adopt(self, inner: Canon, prefix: str) -> None:
+        """Take over what a convention mapped of the keys under `prefix` (a tower nested in a bigger model)."""
+        self.loaders.update(inner.loaders)
+        self.infos.update(inner.infos)
+        self.used.update(prefix + k for k in inner.used)
+        self.aside.update({prefix + k: why for k, why in inner.aside.items()})
+        self.notes += inner.notes
+        self.metadata.update(inner.metadata)
+
     def leftover(self) -> list[str]:
         return [k for k in self.src if k not in self.used]
 

@@ -1,6 +1,7 @@
 """OpenAI CLIP and OpenCLIP image towers in their own names (`visual.conv1`, `visual.class_embedding`,
 `visual.positional_embedding`, `visual.transformer.resblocks.N.attn.in_proj_weight`, `visual.ln_post`,
-`visual.proj`), as open_clip saves a whole CLIP model: the text tower beside them is set aside.
+`visual.proj`), as open_clip saves a whole CLIP model: the text tower beside them is set aside. Towers open_clip
+builds from timm (`visual.trunk.*`, its SigLIP models among them) are timm's own names under that prefix.
 
 The packed `in_proj` is already timm's [q; k; v]. What shapes cannot tell comes from open_clip's model config
 (`open_clip_config.json` beside Hub weights, or the model config itself as config.json): the head width, QuickGELU
@@ -12,12 +13,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vitdash.load.layouts.canon import Canon, rename_by_rules
+from vitdash.load.layouts import timm_layout
+from vitdash.load.layouts.canon import Canon, rename_by_rules, strip_prefix
 
 NAME = "open_clip"
 
 # open_clip's defaults (OPENAI_DATASET_MEAN/STD serve every open_clip ViT unless its config says otherwise).
 _MEAN, _STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+_TRUNK = "visual.trunk."
 # OpenAI's TorchScript files record these settings as tensors beside the weights.
 _OPENAI_SCALARS = ("input_resolution", "context_length", "vocab_size")
 
@@ -56,7 +59,29 @@ def _preprocessing(meta: dict[str, Any], vision: dict[str, Any]) -> dict[str, An
     return cfg
 
 
+def _timm_trunk(src, meta: dict[str, Any]) -> Canon | None:
+    """open_clip's timm-backed towers (SigLIP, SigLIP 2 and others): a timm model under `visual.trunk.`, named by
+    the config's `timm_model_name`, so timm's own definition says its heads and activation."""
+    inner = timm_layout.convert(strip_prefix(src, _TRUNK), meta)
+    if inner is None:
+        return None
+    canon = Canon(src)
+    canon.adopt(inner, _TRUNK)
+    vision = (_model_config(meta) or {}).get("vision_cfg") or {}
+    if vision.get("timm_model_name"):
+        canon.metadata["timm_model"] = str(vision["timm_model_name"])
+    if vision.get("timm_pool") in ("avg", "token", "map"):
+        canon.metadata["global_pool"] = vision["timm_pool"]  # open_clip resets the trunk's pool to it
+    canon.metadata["pretrained_cfg"] = _preprocessing(meta, vision)
+    canon.set_aside([k for k in src if k.startswith("visual.head.")],
+                    "open_clip's projection head into the joint image-text space")
+    canon.set_aside([k for k in src if not k.startswith("visual.")], "the text tower and the contrastive scale")
+    return canon
+
+
 def convert(src, meta) -> Canon | None:
+    if _TRUNK + "patch_embed.proj.weight" in src:
+        return _timm_trunk(src, meta)
     cls = next((k for k in src if k in ("visual.class_embedding", "class_embedding")), None)
     if cls is None or cls[: -len("class_embedding")] + "conv1.weight" not in src:
         return None
