@@ -5,7 +5,7 @@ import hashlib
 
 import streamlit as st
 
-from ui.state import current_checkpoint
+from ui.state import PERFORM_DATA_KEY, current_checkpoint, current_model
 from vitdash.attention import overlay as O
 from vitdash.attention.capture import token_layout
 from vitdash.attention.explain import AttentionResult, explain_images
@@ -16,7 +16,6 @@ from vitdash.data.labels import class_names
 from vitdash.data.samples import SAMPLE_DIR_ENV, ImageRef, data_samples, sample_dir, samples
 from vitdash.errors import VitdashError
 from vitdash.figures.attention import heads_figure, map_figure, top5_figure
-from vitdash.identity.model import build_model
 
 MAX_IMAGES = 6
 VIEWS = {
@@ -29,15 +28,9 @@ SOURCE_NAMES = {"pool": "attention pool's query", "cls": "class token", "dist": 
                 "registers": "mean of registers", "patches": "mean of patches"}
 
 
-@st.cache_resource(max_entries=2, show_spinner="Building the model...")
-def _model(sha256: str, _ckpt):
-
-    return build_model(_ckpt)
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
-def _explain(sha256: str, image_key: str, settings: tuple, _ckpt, _image) -> AttentionResult:
-    return explain_images(_ckpt, [_image], model=_model(sha256, _ckpt), **dict(settings))[0]
+def _explain(sha256: str, image_key: str, settings: tuple, _ckpt, _image, _model) -> AttentionResult:
+    return explain_images(_ckpt, [_image], model=_model, **dict(settings))[0]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -67,8 +60,8 @@ def _choose_images(in_chans: int) -> list[tuple[str, str, object, str | None]]:
         uploads = st.file_uploader("Upload images (JPEG, PNG, WebP)", type=["jpg", "jpeg", "png", "webp"],
                                    accept_multiple_files=True, key="attn_uploads")
         if "attn_data_folder" not in st.session_state:  # start from the accuracy check's data when it was set
-            st.session_state["attn_data_folder"] = st.session_state.get("benchmark_data", "" if in_chans == 3 else
-                                                                        suggested_data(in_chans, None))
+            st.session_state["attn_data_folder"] = st.session_state.get(
+                PERFORM_DATA_KEY, "" if in_chans == 3 else suggested_data(in_chans, None))
         folder = st.text_input("Images from a data folder (as in the accuracy check), or 'digits'",
                                key="attn_data_folder", placeholder="/path/to/imagenet/val")
     refs = _samples() if in_chans == 3 else []  # colour photographs say little about a grayscale model
@@ -108,7 +101,7 @@ if not ckpt.canonical:
     st.error(f"{ckpt.name} is not in a recognized ViT layout ({ckpt.layout}), so its attention cannot be computed.")
     st.stop()
 try:
-    model = _model(ckpt.sha256, ckpt)
+    model = current_model(ckpt)
     layout = token_layout(model)
 except VitdashError as e:
     st.error(str(e))
@@ -181,7 +174,7 @@ results = []
 with st.spinner("Computing attention..."):
     for name, key, image, label in chosen:
         try:
-            result = _explain(ckpt.sha256, key, tuple(sorted(settings.items())), ckpt, image)
+            result = _explain(ckpt.sha256, key, tuple(sorted(settings.items())), ckpt, image, model)
         except VitdashError as e:
             st.error(f"{name}: {e}")
             continue

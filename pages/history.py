@@ -6,21 +6,20 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from ui.state import selected
+from ui.state import PERFORM_RESULT_KEY, selected
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory, record_audit
 from vitdash.identity.family import report
 from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import EvalResult, evaluate
+from vitdash.pipeline import cached_audit
 from vitdash.trained import verdict
-
-BENCHMARK_RESULT = "benchmark_result"  # (sha256, result) left by the 'Does it perform?' page
 
 
 def _own_accuracy(ckpt):
     """The accuracy this session measured for this very file on the 'Does it perform?' page, if any."""
 
-    found = st.session_state.get(BENCHMARK_RESULT)
+    found = st.session_state.get(PERFORM_RESULT_KEY)
     if found and found[0] == ckpt.sha256 and isinstance(found[1], EvalResult) and not found[1].cancelled:
         return found[1]
     return None
@@ -28,7 +27,7 @@ def _own_accuracy(ckpt):
 
 def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
     bar = st.progress(0.0, text="Auditing the weights...")
-    audit = verdict.audit(ckpt, progress=lambda p: bar.progress(p.fraction, text=f"Auditing {p.message}"))
+    audit = cached_audit(ckpt, progress=lambda p: bar.progress(p.fraction, text=f"Auditing {p.message}"))
     arch = None
     if ckpt.is_vit:
         bar.progress(1.0, text="Reading the architecture...")

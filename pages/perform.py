@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.state import current_checkpoint
+from ui.state import PERFORM_DATA_KEY, PERFORM_RESULT_KEY, current_checkpoint
 from vitdash.common.results import Progress
 from vitdash.data.datasets import suggested_data
 from vitdash.data.samples import sample_dir
@@ -21,7 +21,7 @@ from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import EvalResult, evaluate
 from vitdash.perform.fewshot import DEFAULT_SHOTS, fewshot
 
-CANCEL, RESULT, RUNNING = "benchmark_cancel", "benchmark_result", "benchmark_running"
+CANCEL, RESULT, RUNNING = "benchmark_cancel", PERFORM_RESULT_KEY, "benchmark_running"
 MODES = ("Own-head accuracy", "Few-shot probe (frozen features vs random twin)")
 
 
@@ -73,11 +73,11 @@ except VitdashError as e:
     st.stop()
 
 default_data = suggested_data(arch.in_chans, sample_dir())
-_follow_default("benchmark_data", default_data)
+_follow_default(PERFORM_DATA_KEY, default_data)
 _follow_default("benchmark_mode", MODES[0 if arch.num_classes else 1])
 left, right = st.columns([3, 2])
 with left:
-    data = st.text_input("Data", key="benchmark_data",
+    data = st.text_input("Data", key=PERFORM_DATA_KEY,
                          help="A folder with one subfolder per class (WordNet synset ids or your own names), a flat "
                               "folder whose file names start with the synset id, or 'digits' (scikit-learn's 8x8 "
                               "digits, built in).")

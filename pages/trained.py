@@ -3,12 +3,11 @@ histogram against the init priors and spectrum against its shuffled twin."""
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 
-from ui.state import current_checkpoint
+from ui.state import current_audit, current_checkpoint
 from vitdash.errors import VitdashError
 from vitdash.figures.colors import VERDICT_COLORS
 from vitdash.figures.trained import (
@@ -23,28 +22,7 @@ from vitdash.figures.trained import (
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.trained.pos_embed import split_pos_embed
 from vitdash.trained.spectra import FullSpectrum, full_spectrum
-from vitdash.trained.verdict import Audit, audit, tensor_fits
-
-MAX_AUDITS = 8
-
-
-@st.cache_resource
-def _audits() -> OrderedDict:
-    """Audits shared by all sessions, keyed by checkpoint content (sha256) and source."""
-    return OrderedDict()
-
-
-def get_audit(ckpt: Checkpoint) -> Audit:
-    store, key = _audits(), (ckpt.sha256, ckpt.source)
-    if key not in store:
-        bar = st.progress(0.0, text="Auditing tensors...")
-        result = audit(ckpt, progress=lambda p: bar.progress(p.fraction,
-                                                            text=f"Auditing {p.done}/{p.total}: {p.message}"))
-        bar.empty()
-        store[key] = result
-        while len(store) > MAX_AUDITS:
-            store.popitem(last=False)
-    return store[key]
+from vitdash.trained.verdict import tensor_fits
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the full spectrum...")
@@ -56,7 +34,7 @@ def _spectrum(sha: str, source: str, name: str, scores: bool, _ckpt: Checkpoint)
 st.title("Is it trained?")
 ckpt = current_checkpoint()
 try:
-    result = get_audit(ckpt)
+    result = current_audit(ckpt)
 except VitdashError as e:
     st.error(str(e))
     st.stop()

@@ -20,6 +20,9 @@ from safetensors.torch import save
 from vitdash import cache as C
 from vitdash import pipeline as P
 from vitdash.errors import VitdashError
+from vitdash.identity import heads
+from vitdash.identity.architecture import infer_architecture
+from vitdash.load.sources import load
 
 MB = 1 << 20
 
@@ -101,6 +104,27 @@ def test_bound_from_environment(monkeypatch):
         with pytest.raises(VitdashError, match="VITDASH_CACHE_MB"):
             C.bound_from_env()
 
+
+
+def test_audits_are_run_once_per_content_and_counted_in_the_bound(tiny_vit_ckpt):
+    lru = C.ByteLRU(64 * MB)
+    reports = []
+    first = P.cached_audit(tiny_vit_ckpt, progress=reports.append, cache=lru)
+    again = P.cached_audit(tiny_vit_ckpt, progress=reports.append, cache=lru)
+    assert again is first and reports[-1].done == reports[-1].total  # the second call ran nothing
+    assert len(reports) == len(first.tensors) + 1 and lru.stats().hits == 1
+    assert C.pickled_size(first) > 1000 and lru.total_bytes == C.pickled_size(first)
+
+
+def test_head_evidence_goes_through_the_shared_cache(shared_dir, monkeypatch):
+    lru = C.ByteLRU(64 * MB)
+    monkeypatch.setattr(heads, "shared_cache", lambda: lru)
+    runs = []
+    real = heads.head_split_evidence
+    monkeypatch.setattr(heads, "head_split_evidence", lambda *a, **k: runs.append(1) or real(*a, **k))
+    ckpt = load(shared_dir / "checkpoints" / "mnist_vit_torchvision_layout.pth")
+    assert infer_architecture(ckpt).num_heads == infer_architecture(ckpt).num_heads == 2
+    assert len(runs) == 1 and [k[0] for k in lru.keys()] == ["head_evidence"]
 
 # ---- 8 sessions at once -----------------------------------------------------------------------------------
 

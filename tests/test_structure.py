@@ -80,3 +80,43 @@ def test_library_never_imports_streamlit():
 def test_few_modules_directly_under_the_package():
     top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, f"modules directly under vitdash/ belong in a stage package: {top}"
+
+
+def test_the_shared_cache_knows_no_stage():
+    """It holds checkpoints, models, audits and head evidence alike: the stages choose keys and sizes, so any
+    stage may use it without a cycle."""
+    deps = _graph(_modules())["vitdash.cache"]
+    assert deps <= {"vitdash.errors"}, deps
+
+
+def _session_literals(tree: ast.Module) -> set[str]:
+    """String keys a Streamlit script names literally: session_state[...], .get/.pop/.setdefault(...), `in
+    st.session_state`, and widget key=... arguments."""
+    def is_state(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "session_state"
+
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and is_state(node.value) and isinstance(node.slice, ast.Constant):
+            found.add(node.slice.value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and is_state(node.func.value) \
+                and node.args and isinstance(node.args[0], ast.Constant):
+            found.add(node.args[0].value)
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
+                and any(is_state(c) for c in node.comparators):
+            found.add(node.left.value)
+        elif isinstance(node, ast.Call):
+            found.update(k.value.value for k in node.keywords if k.arg == "key" and isinstance(k.value, ast.Constant))
+    return {k for k in found if isinstance(k, str)}
+
+
+def test_pages_share_session_keys_only_through_ui_state():
+    """A key two pages (or a page and the sidebar) use is a constant in ui/state.py, never a literal in both."""
+    scripts = [*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]
+    files = sorted(p for p in scripts if p != ROOT / "ui" / "state.py")
+    seen: dict[str, list[str]] = {}
+    for path in files:
+        for key in _session_literals(ast.parse(path.read_text())):
+            seen.setdefault(key, []).append(path.name)
+    shared = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not shared, f"session keys named literally in several scripts (move them to ui/state.py): {shared}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.state import SOURCE_KEY, select_upload, selected
+from ui.state import SOURCE_KEY, UPLOAD_KEY, select_upload, selected
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory
 from vitdash.load.library import (
@@ -21,7 +21,7 @@ _KINDS = ("Demo", "Library", "timm architecture (init)", "Path on server", "Uplo
 
 def _set(source: str) -> None:
     st.session_state[SOURCE_KEY] = source
-    st.session_state.pop("upload_ckpt", None)
+    st.session_state.pop(UPLOAD_KEY, None)
 
 
 def configured_dirs():

@@ -1,6 +1,7 @@
 """The selected checkpoint, kept per session as a source string; what is loaded is shared by all sessions.
+Also the session keys more than one page reads (each page's own widget keys stay in that page).
 
-Loaded checkpoints and built models live in one byte-bounded LRU per server process (`vitdash.cache`,
+Loaded checkpoints, built models and audits live in one byte-bounded LRU per server process (`vitdash.cache`,
 bound $VITDASH_CACHE_MB), so several people opening different ViT-B files cannot exhaust RAM: the least
 recently used are dropped first. Paths are keyed by the file's size and mtime (an overwritten file is
 reloaded), models by the checkpoint's sha256. Each session only ever sees the source it picked: an upload is
@@ -14,11 +15,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from vitdash.pipeline import cached_checkpoint, cached_model, cached_upload
 from vitdash.errors import VitdashError
 from vitdash.load.checkpoint import Checkpoint
+from vitdash.pipeline import cached_audit, cached_checkpoint, cached_model, cached_upload
+from vitdash.trained.verdict import Audit
 
-SOURCE_KEY = "source"
+SOURCE_KEY = "source"  # the session's checkpoint: a path, 'timm:<name>', 'hf:<repo>' or an upload's key
+UPLOAD_KEY = "upload_ckpt"
+PERFORM_DATA_KEY = "benchmark_data"  # the accuracy check's data; the attention page starts from it
+PERFORM_RESULT_KEY = "benchmark_result"  # (sha256, result) of 'Does it perform?'; the History page records it
 
 
 def _fingerprint(source: str) -> str:
@@ -40,7 +45,7 @@ def select_upload(data: bytes, filename: str) -> Checkpoint:
     with st.spinner("Reading upload..."):
         ckpt = cached_upload(data, filename, digest)
     st.session_state[SOURCE_KEY] = f"upload:{digest}:{filename}"
-    st.session_state["upload_ckpt"] = ckpt
+    st.session_state[UPLOAD_KEY] = ckpt
     return ckpt
 
 
@@ -49,7 +54,7 @@ def selected() -> Checkpoint | None:
     if not source:
         return None
     if source.startswith("upload:"):
-        return st.session_state.get("upload_ckpt")
+        return st.session_state.get(UPLOAD_KEY)
     return load_source(source)
 
 
@@ -57,6 +62,16 @@ def current_model(ckpt: Checkpoint):
     """The checkpoint as a runnable timm model, built once per content and shared (eval mode: do not mutate)."""
     with st.spinner("Building the model..."):
         return cached_model(ckpt)
+
+
+def current_audit(ckpt: Checkpoint) -> Audit:
+    """The checkpoint's audit, run once per content and shared; a progress bar while it runs."""
+    bar = st.empty()
+    try:
+        return cached_audit(ckpt, progress=lambda p: bar.progress(
+            p.fraction, text=f"Auditing {p.done}/{p.total}: {p.message}"))
+    finally:
+        bar.empty()
 
 
 def current_checkpoint() -> Checkpoint:

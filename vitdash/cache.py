@@ -2,8 +2,10 @@
 
 Several people opening different ViT-B files at once must not exhaust RAM: `st.cache_resource` bounds
 entries, not bytes, and a ViT-H weighs as much as forty ViT-S. Entries here are counted by the bytes they
-hold (a checkpoint: its tensors' bytes; a built model: its parameters' and buffers' bytes) and the least
-recently used are dropped first once the bound ($VITDASH_CACHE_MB, default 4096) would be passed.
+hold (a checkpoint: its tensors' bytes; a built model: its parameters' and buffers' bytes; a result such as
+an audit: its pickled size) and the least recently used are dropped first once the bound
+($VITDASH_CACHE_MB, default 4096) would be passed. It knows nothing of what it holds: the stages' own
+modules choose keys and sizes.
 
 Loads are single-flight: sessions asking for the same key at once wait for one load instead of each
 reading the file; different keys load in parallel. A value larger than the whole bound is returned but not
@@ -12,6 +14,7 @@ kept, so one huge file cannot flush everyone else's models.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -37,6 +40,12 @@ def nbytes(value: Any) -> int:
     if isinstance(getattr(value, "nbytes", None), int):
         return value.nbytes
     raise TypeError(f"no byte size known for {type(value).__name__}; pass size= explicitly")
+
+
+def pickled_size(value: Any) -> int:
+    """Bytes of a result made of numbers and strings (an audit, head evidence), as its pickle: below what
+    Python's objects take, but in proportion, which is what the LRU's order of eviction needs."""
+    return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 @dataclass

@@ -7,9 +7,11 @@ CLI all record.
 """
 from __future__ import annotations
 
-from vitdash.cache import ByteLRU, or_shared
+from vitdash.cache import ByteLRU, or_shared, pickled_size
+from vitdash.common.results import ProgressFn
 from vitdash.identity.model import build_model
 from vitdash.load.sources import load, load_bytes
+from vitdash.trained.verdict import Audit, audit
 
 
 def cached_checkpoint(source: str, fingerprint: str = "", cache: ByteLRU | None = None):
@@ -27,3 +29,12 @@ def cached_model(ckpt, cache: ByteLRU | None = None):
     if not ckpt.sha256:
         return build_model(ckpt)
     return or_shared(cache).get_or_load(("model", ckpt.sha256), lambda: build_model(ckpt))
+
+
+def cached_audit(ckpt, progress: ProgressFn | None = None, cache: ByteLRU | None = None) -> Audit:
+    """`audit(ckpt)` once per content and source, shared by sessions and pages (`progress` is reported only
+    by the call that runs it)."""
+    if not ckpt.sha256:
+        return audit(ckpt, progress)
+    return or_shared(cache).get_or_load(("audit", ckpt.sha256, ckpt.source), lambda: audit(ckpt, progress),
+                                        size=pickled_size)

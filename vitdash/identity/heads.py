@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitdash.cache import pickled_size, shared_cache
 from vitdash.identity.family_table import heads_for_shape
 from vitdash.identity.timm_defs import timm_block, timm_name
 from vitdash.load.checkpoint import Checkpoint, TensorStore
@@ -146,19 +147,16 @@ def head_split_evidence(tensors: TensorStore, depth: int, attn_dim: int, use_que
                         contrast=result["contrast"], layers=layers, channels=found)
 
 
-_EVIDENCE_CACHE: dict[tuple[str, int, int], HeadEvidence | None] = {}
-
-
 def _cached_evidence(ckpt: Checkpoint, depth: int, attn_dim: int, qk_norm: bool) -> HeadEvidence | None:
-    """The permutation test reads weights and takes up to a second: once per file content is enough."""
-    key = (ckpt.sha256, depth, attn_dim)
-    if not ckpt.sha256:
+    """The permutation test reads weights and takes up to a second: once per file content is enough (kept in
+    the process-wide cache)."""
+    def run() -> HeadEvidence | None:
         return head_split_evidence(ckpt.tensors, depth, attn_dim, use_query_key=not qk_norm)
-    if key not in _EVIDENCE_CACHE:
-        if len(_EVIDENCE_CACHE) > 64:
-            _EVIDENCE_CACHE.clear()
-        _EVIDENCE_CACHE[key] = head_split_evidence(ckpt.tensors, depth, attn_dim, use_query_key=not qk_norm)
-    return _EVIDENCE_CACHE[key]
+
+    if not ckpt.sha256:
+        return run()
+    return shared_cache().get_or_load(("head_evidence", ckpt.sha256, depth, attn_dim, qk_norm), run,
+                                      size=pickled_size)
 
 
 def _guess_heads(attn_dim: int, candidates: list[int]) -> int:
