@@ -41,9 +41,7 @@ def _eva(ckpt: Checkpoint, heads: int, img_size: int, **override) -> torch.nn.Mo
         norm_layer=partial(LayerNorm, eps=meta["norm_eps"]), dynamic_img_size=True, use_fc_norm=False,
         global_pool=meta["global_pool"], num_classes=0, qkv_fused=True,
         qkv_bias="blocks.0.attn.q_bias" in t or "blocks.0.attn.qkv.bias" in t,
-        swiglu_mlp=gated, swiglu_align_to=1 if gated else 0, **meta["rope"])
-    if "attn_type" in meta:
-        kwargs["attn_type"] = meta["attn_type"]
+        swiglu_mlp=gated, swiglu_align_to=1 if gated else 0, **meta["model_args"])
     model = Eva(**{**kwargs, **override})
     model.load_state_dict(dict(t.materialize()), strict=True)
     return model.eval()
@@ -69,7 +67,8 @@ def test_dinov3_vit_model(tmp_path, variant, names):
     assert ckpt.layout == "hf" and ckpt.canonical
     meta = ckpt.metadata
     assert (meta["timm_class"], meta["pos_embed"], meta["global_pool"]) == ("Eva", "rope", "token")
-    assert meta["rope"]["rope_temperature"] == VARIANTS[variant].get("rope_theta", 100.0)
+    assert meta["model_args"]["rope_temperature"] == VARIANTS[variant].get("rope_theta", 100.0)
+    assert meta["model_args"].get("attn_type") == ("rope" if variant == "key_bias" else None)
     assert_accounted(ckpt, saved)
     empty_registers = ["embeddings.register_tokens"] if variant == "swiglu" else []  # (1, 0, D) in the file
     assert sorted(ckpt.unmapped_keys) == sorted(["embeddings.mask_token", *empty_registers])

@@ -4,7 +4,8 @@ transformers 5 holds them as `model.layer.N.`.
 The target is timm's `Eva` as its `vit_*_dinov3` models build it: rotary position embeddings (no position table
 in the file), a class token and register tokens, LayerScale, q and v biases only (`q_bias`/`v_bias`), and a plain
 GELU MLP or a SwiGLU kept as its halves (`fc1_g` gated, `fc1_x`). The rotary settings, the eps and the activation
-are only in config.json; the pooled feature is the normalized class token, as transformers' pooler gives it.
+are only in config.json (recorded as `metadata['model_args']`, in Eva's argument names); the pooled feature is
+the normalized class token, as transformers' pooler gives it.
 """
 from __future__ import annotations
 
@@ -45,11 +46,11 @@ def _fuse(canon: Canon, layer: str, block: str) -> None:
     biases = [f"{layer}attention.{n}_proj.bias" for n in "qkv"]
     if biases[1] in src and all(b in src for b in biases):
         canon.concat(f"blocks.{block}.attn.qkv.bias", biases)
-        canon.metadata["attn_type"] = "rope"  # timm's AttentionRope: the Eva attention with a full qkv bias
+        canon.metadata["model_args"]["attn_type"] = "rope"  # timm's AttentionRope: Eva's with a full qkv bias
 
 
-def _rope(config: dict[str, Any]) -> dict[str, Any]:
-    """Eva's rotary arguments for transformers' DINOv3 rotary embedding (same frequencies, rotate-half)."""
+def _model_args(config: dict[str, Any]) -> dict[str, Any]:
+    """Eva's arguments for transformers' DINOv3 rotary embedding (same frequencies, rotate-half), in timm's names."""
     return {"use_rot_pos_emb": True, "use_abs_pos_emb": False, "rope_type": "dinov3", "rope_rotate_half": True,
             "rope_temperature": float(config.get("rope_theta", 100.0))}
 
@@ -64,12 +65,13 @@ def convert(src, meta) -> Canon | None:
     if not layers or f"{layers[0]}attention.q_proj.weight" not in src:
         return None
     canon = Canon(src)
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    canon.metadata["model_args"] = _model_args(config)
     for layer in layers:
         _fuse(canon, layer, layer_re.match(layer).group(1))
     gated = any(k.endswith("mlp.gate_proj.weight") for k in src)
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     canon.metadata.update(
-        timm_class="Eva", pos_embed="rope", rope=_rope(config), global_pool="token",
+        timm_class="Eva", pos_embed="rope", global_pool="token",
         hidden_act=str(config.get("hidden_act", "silu" if gated else "gelu")),  # DINOv3ViTConfig's defaults
         norm_eps=float(config.get("layer_norm_eps", 1e-5)))
     registers = prefix + "embeddings.register_tokens"
