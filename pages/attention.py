@@ -1,19 +1,13 @@
 """Where does it look? Attention rollout, raw attention per layer/head and gradient rollout on chosen images."""
 from __future__ import annotations
 
-import hashlib
-
 import streamlit as st
 
-from ui.state import PERFORM_DATA_KEY, current_checkpoint, current_model
+from ui.images import choose_images
+from ui.state import current_checkpoint, current_model
 from vitdash.attention import overlay as O
-from vitdash.attention.capture import token_layout
-from vitdash.attention.explain import AttentionResult, explain_images
+from vitdash.attention.explain import AttentionResult, anatomy, explain_images
 from vitdash.attention.rollout import HEAD_FUSIONS
-from vitdash.data.datasets import suggested_data
-from vitdash.data.images import open_image
-from vitdash.data.labels import class_names
-from vitdash.data.samples import SAMPLE_DIR_ENV, ImageRef, data_samples, sample_dir, samples
 from vitdash.errors import VitdashError
 from vitdash.figures.attention import heads_figure, map_figure, top5_figure
 
@@ -33,68 +27,6 @@ def _explain(sha256: str, image_key: str, settings: tuple, _ckpt, _image, _model
     return explain_images(_ckpt, [_image], model=_model, **dict(settings))[0]
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _decode(data: bytes, name: str):
-    return open_image(data, name)
-
-
-@st.cache_data(show_spinner=False)
-def _samples() -> list[ImageRef]:
-    return samples()
-
-
-@st.cache_data(show_spinner=False)
-def _data_samples(folder: str) -> list[ImageRef]:
-    return data_samples(folder, limit=500)
-
-
-def _ref_title(ref: ImageRef) -> str:
-    where = {"sklearn": "scikit-learn", "folder": "sample folder", "data": "data", "digits": "digits"}[ref.origin]
-    return f"{ref.name} ({where})" + (f" - {ref.label}" if ref.label and ref.label not in ref.name else "")
-
-
-def _choose_images(in_chans: int) -> list[tuple[str, str, object, str | None]]:
-    """(name, cache key, PIL image, known class) for every chosen image that opens; bad files get st.error."""
-    left, right = st.columns(2)
-    with left:
-        uploads = st.file_uploader("Upload images (JPEG, PNG, WebP)", type=["jpg", "jpeg", "png", "webp"],
-                                   accept_multiple_files=True, key="attn_uploads")
-        if "attn_data_folder" not in st.session_state:  # start from the accuracy check's data when it was set
-            st.session_state["attn_data_folder"] = st.session_state.get(
-                PERFORM_DATA_KEY, "" if in_chans == 3 else suggested_data(in_chans, None))
-        folder = st.text_input("Images from a data folder (as in the accuracy check), or 'digits'",
-                               key="attn_data_folder", placeholder="/path/to/imagenet/val")
-    refs = _samples() if in_chans == 3 else []  # colour photographs say little about a grayscale model
-    if folder.strip():
-        try:
-            known = {r.path for r in refs}
-            refs = refs + [r for r in _data_samples(folder.strip()) if r.path not in known]
-        except VitdashError as e:
-            st.error(str(e))
-    titles = {_ref_title(r): r for r in refs}
-    with right:
-        labelled = [t for t, r in titles.items() if r.origin == "folder"]  # real photos with a known class
-        picked = st.multiselect("Samples", list(titles), default=(labelled or list(titles))[:2], key="attn_samples",
-                                help=f"scikit-learn's photographs, the sample folder (${SAMPLE_DIR_ENV}, now "
-                                     f"{sample_dir() or 'absent'}), and the data folder's images")
-    chosen = []
-    for up in uploads or []:
-        data = up.getvalue()
-        try:
-            chosen.append((up.name, hashlib.sha256(data).hexdigest(), _decode(data, up.name), None))
-        except VitdashError as e:
-            st.error(str(e))
-    for title in picked:
-        ref = titles[title]
-        try:
-            chosen.append((ref.name, f"{ref.origin}:{ref.path}", ref.load(), ref.label))
-        except VitdashError as e:
-            st.error(str(e))
-    if len(chosen) > MAX_IMAGES:
-        st.warning(f"{len(chosen)} images chosen; showing the first {MAX_IMAGES}.")
-    return chosen[:MAX_IMAGES]
-
-
 st.title("Where does it look?")
 ckpt = current_checkpoint()
 if not ckpt.canonical:
@@ -102,21 +34,16 @@ if not ckpt.canonical:
     st.stop()
 try:
     model = current_model(ckpt)
-    layout = token_layout(model)
+    shape = anatomy(model, ckpt.metadata)
 except VitdashError as e:
     st.error(str(e))
     st.stop()
-depth, num_heads = len(model.blocks), model.blocks[0].attn.num_heads
-(gh, gw), (ph, pw) = layout.grid, model.patch_embed.patch_size
-has_head = int(getattr(model, "num_classes", 0) or 0) > 0
-prefix = [n for n, present in (("class", layout.cls_index is not None), ("distillation", layout.dist_index is not None))
-          if present] + ([f"{len(layout.reg_indices)} register"] if layout.reg_indices else [])
-st.caption(f"{depth} layers x {num_heads} heads, patch {ph}x{pw}, native grid {gh}x{gw} "
-           f"({gh * ph}x{gw * pw} px); prefix tokens: {', '.join(prefix) or 'none'}. Maps are computed on a "
-           "weight-sharing copy with unfused attention; the shared model is not changed.")
+depth, layout, (gh, gw), (ph, pw) = shape.depth, shape.layout, shape.layout.grid, shape.patch
+st.caption(f"{shape.describe()}. Maps are computed on a weight-sharing copy with unfused attention; the shared "
+           "model is not changed.")
 
 st.subheader("Images")
-chosen = _choose_images(model.patch_embed.proj.in_channels)
+chosen = choose_images(shape.in_chans, MAX_IMAGES)
 
 st.subheader("View")
 c1, c2, c3 = st.columns(3)
@@ -140,12 +67,12 @@ if view in ("rollout", "grad"):
     if view == "rollout":
         settings["head_fusion"] = c1.selectbox("Head fusion", HEAD_FUSIONS, key="attn_fusion")
     else:
-        if not has_head:
+        if not shape.num_classes:
             st.info("This checkpoint has no classification head, so there is no class score to take gradients "
                     "of. Use the attention rollout instead.")
             st.stop()
-        names = class_names(model.num_classes, ckpt.metadata)
-        options = [None, *range(model.num_classes)]
+        names = shape.class_names
+        options = [None, *range(shape.num_classes)]
         settings["method"] = "grad_rollout"
         settings["target_class"] = c1.selectbox(
             "Class", options, key="attn_class",
@@ -157,7 +84,7 @@ if view in ("rollout", "grad"):
 else:
     layer = c1.slider("Layer", 0, depth - 1, depth - 1, key="attn_layer") if depth > 1 else 0
     if view == "raw":
-        head = c2.selectbox("Head", [None, *range(num_heads)], key="attn_head",
+        head = c2.selectbox("Head", [None, *range(shape.num_heads)], key="attn_head",
                             format_func=lambda h: "mean of heads" if h is None else f"head {h}")
 
 c1, c2, c3 = st.columns(3)
@@ -183,36 +110,22 @@ if not results:
     st.stop()
 
 
-def _shown(result: AttentionResult):
-    if view in ("rollout", "grad"):
-        return result.map
-    return result.raw(layer, head)
-
-
-def _describe(result: AttentionResult) -> str:
-    if view in ("rollout", "grad"):
-        return f"{result.head_fusion}, discard {result.discard_ratio:g}, from layer {result.start_layer}"
-    return f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
-
-
+at = (None, None) if view in ("rollout", "grad") else (layer, head)  # the rollout, or one layer's raw attention
 overlays = []
 st.subheader(VIEWS[view])
 for start in range(0, len(results), 3):
     for col, (name, label, result) in zip(st.columns(3), results[start:start + 3]):
         with col:
             try:
-                picture = O.blend(O.upscale(result.image), _shown(result), colormap, opacity, clip)
+                picture = O.blend(O.upscale(result.image), result.shown(*at), colormap, opacity, clip)
             except VitdashError as e:
                 st.error(f"{name}: {e}")
                 continue
             overlays.append(picture)
             st.image(picture, caption=f"{name}" + (f" (true class: {label})" if label else "")
-                     + f" - {_describe(result)}")
-            st.caption(f"{result.grid[0]}x{result.grid[1]} patches at {result.input_size[0]}x{result.input_size[1]} "
-                       f"px; {result.prefix_share:.1%} of the rollout flow ends in prefix tokens")
-            if result.target_class is not None:
-                st.caption(f"gradients of class {result.target_class}"
-                           + (f" ({result.target_label})" if result.target_label else ""))
+                     + f" - {result.describe(*at)}")
+            for note in result.notes():
+                st.caption(note)
             if result.top5:
                 st.plotly_chart(top5_figure(result.top5), key=f"top5_{start}_{name}")
 
@@ -227,5 +140,5 @@ if view == "heads":
 
 with st.expander("Values on the patch grid"):
     for i, (name, _label, result) in enumerate(results):
-        st.plotly_chart(map_figure(_shown(result), name, colormap), key=f"map_{i}")
+        st.plotly_chart(map_figure(result.shown(*at), name, colormap), key=f"map_{i}")
         st.json(result.to_dict(), expanded=False)

@@ -11,9 +11,10 @@ from timm.layers import use_fused_attn
 from timm.utils import AttentionExtract
 
 from vitdash.attention.capture import TokenLayout, attention_maps, pool_attention, token_layout
-from vitdash.attention.explain import Prediction, explain, explain_images, top_predictions
+from vitdash.attention.explain import Prediction, anatomy, explain, explain_images, top_predictions
 from vitdash.attention.rollout import HEAD_FUSIONS, discard_lowest, fuse_heads, rollout
 from vitdash.data.labels import class_names
+from vitdash.data.samples import ImageRef, default_picks, image_data_for, merge_samples
 from vitdash.errors import VitdashError
 
 TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=3)
@@ -466,3 +467,23 @@ def test_map_pooled_model_is_seen_from_its_pools_query():
     assert not np.allclose(patches.map, results[0].map, atol=1e-4)
     grad = explain(model, x, method="grad_rollout")[0]
     assert grad.source == "pool" and abs(grad.map.sum() + grad.prefix_share - 1) < 1e-5
+
+
+def test_anatomy_reads_layers_heads_patch_and_tokens():
+    a = anatomy(make("cls+dist"), {"id2label": {str(i): f"c{i}" for i in range(10)}})
+    assert (a.depth, a.num_heads, a.patch, a.in_chans, a.num_classes) == (2, 3, (8, 8), 3, 10)
+    assert a.class_names == [f"c{i}" for i in range(10)]
+    assert a.describe() == ("2 layers x 3 heads, patch 8x8, native grid 4x4 (32x32 px); prefix tokens: class, "
+                            "distillation")
+    b = anatomy(make("cls+reg", num_classes=0))
+    assert b.num_classes == 0 and b.class_names is None and b.describe().endswith("class, 4 register")
+
+
+def test_image_choices_merge_and_default_to_labelled_photographs():
+    a, b, c = (ImageRef(n, o, f"/x/{n}", lab) for n, o, lab in (("a", "sklearn", None), ("b", "folder", "dog"),
+                                                              ("c", "data", "cat")))
+    assert merge_samples([a, b], [b, c]) == [a, b, c]
+    assert default_picks([a, b, c]) == [b] and default_picks([a, c]) == [a, c]
+    assert image_data_for(3) == "" and image_data_for(1) == "digits"
+    assert b.title == "b (sample folder) - dog"
+    assert ImageRef("n1_dog", "folder", "/p", "dog").title == "n1_dog (sample folder)"

@@ -44,6 +44,12 @@ class TokenLayout:
                    "dist": self.dist_index is not None, "registers": bool(self.reg_indices), "patches": True}
         return tuple(s for s in SOURCES if present[s])
 
+    @property
+    def prefix_names(self) -> list[str]:
+        """The prefix tokens in words ('class', 'distillation', '4 register')."""
+        return ((["class"] if self.cls_index is not None else []) + (["distillation"] if self.dist_index is not None
+                else []) + ([f"{len(self.reg_indices)} register"] if self.reg_indices else []))
+
     def source_rows(self, source: str) -> list[int]:
         """Token indices whose attention rows are averaged to form the map for `source` (for "pool": the
         tokens the pool reads; how it weighs them depends on the image, see `explain`)."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vitdash.attention.capture import TokenLayout, check_model, pool_query, prepare_twin, run_twin
+from vitdash.attention.capture import TokenLayout, check_model, pool_query, prepare_twin, run_twin, token_layout
 from vitdash.attention.rollout import HEAD_FUSIONS, check_discard_ratio, fuse_heads, grad_weighted, rollout
 from vitdash.data.labels import class_names
 from vitdash.data.transforms import Preprocessing
@@ -43,6 +43,34 @@ from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
 
 METHODS = ("rollout", "grad_rollout")
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """What the attention views need to know of a built model before any image: read off timm's modules here,
+    so no page reaches into them."""
+
+    depth: int
+    num_heads: int
+    patch: tuple[int, int]
+    in_chans: int
+    num_classes: int
+    layout: TokenLayout
+    class_names: list[str] | None  # the head's outputs in words, when known
+
+    def describe(self) -> str:
+        (gh, gw), (ph, pw) = self.layout.grid, self.patch
+        return (f"{self.depth} layers x {self.num_heads} heads, patch {ph}x{pw}, native grid {gh}x{gw} "
+                f"({gh * ph}x{gw * pw} px); prefix tokens: {', '.join(self.layout.prefix_names) or 'none'}")
+
+
+def anatomy(model: torch.nn.Module, metadata: dict[str, Any] | None = None) -> Anatomy:
+    """The model's layers, heads, patch, input channels, head size, token layout and class names."""
+    layout = token_layout(model)
+    n = int(getattr(model, "num_classes", 0) or 0)
+    return Anatomy(len(model.blocks), int(model.blocks[0].attn.num_heads),
+                   tuple(int(p) for p in model.patch_embed.patch_size), int(model.patch_embed.proj.in_channels), n,
+                   layout, class_names(n, metadata) if n else None)
 
 
 @dataclass
@@ -105,6 +133,26 @@ class AttentionResult:
         if not 0 <= head < self.num_heads:
             raise VitdashError(f"head must be in 0..{self.num_heads - 1}, got {head}")
         return self.source_attention[layer, head]
+
+    def shown(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
+        """The rollout map, or with a layer that layer's raw attention (one head, or their mean)."""
+        return self.map if layer is None else self.raw(layer, head)
+
+    def describe(self, layer: int | None = None, head: int | None = None) -> str:
+        """How `shown(layer, head)` was made, in words."""
+        if layer is None:
+            return f"{self.head_fusion}, discard {self.discard_ratio:g}, from layer {self.start_layer}"
+        return f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
+
+    def notes(self) -> list[str]:
+        """The input's grid and size, how much of the rollout ends in prefix tokens, and the class whose
+        gradients weighed it."""
+        (gh, gw), (h, w) = self.grid, self.input_size
+        lines = [f"{gh}x{gw} patches at {h}x{w} px; {self.prefix_share:.1%} of the rollout flow ends in prefix tokens"]
+        if self.target_class is not None:
+            lines.append(f"gradients of class {self.target_class}"
+                         + (f" ({self.target_label})" if self.target_label else ""))
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {

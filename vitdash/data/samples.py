@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from vitdash.common.paths import SHARED_DIR
-from vitdash.data.datasets import SYNSET_RE, discover, imagenet_lemma, load_digits
+from vitdash.data.datasets import SYNSET_RE, discover, imagenet_lemma, load_digits, suggested_data
 from vitdash.data.images import list_images, open_image
 
 SAMPLE_DIR_ENV = "VITDASH_SAMPLE_DIR"
@@ -25,6 +25,12 @@ class ImageRef:
     origin: str  # 'sklearn' | 'folder' | 'data' (a file), or 'digits' (path is the index in sklearn's digits)
     path: str
     label: str | None = None
+
+    @property
+    def title(self) -> str:
+        """How a picker lists it: name, where it comes from, and its class when the name does not say it."""
+        where = {"sklearn": "scikit-learn", "folder": "sample folder", "data": "data", "digits": "digits"}[self.origin]
+        return f"{self.name} ({where})" + (f" - {self.label}" if self.label and self.label not in self.name else "")
 
     def load(self) -> Image.Image:
         if self.origin == "digits":
@@ -79,3 +85,27 @@ def data_samples(data: str | Path, limit: int | None = None) -> list[ImageRef]:
 def samples() -> list[ImageRef]:
     """Every built-in sample: scikit-learn's photographs, then the sample folder's images."""
     return sklearn_samples() + folder_samples()
+
+
+def samples_for(in_chans: int) -> list[ImageRef]:
+    """The built-in samples worth showing a model: colour photographs say little about a grayscale one."""
+    return samples() if in_chans == 3 else []
+
+
+def image_data_for(in_chans: int) -> str:
+    """The data whose images to offer a model besides the built-in samples: none for a colour model (the
+    photographs and the sample folder serve), digits-like data for the others."""
+    return "" if in_chans == 3 else suggested_data(in_chans, None)
+
+
+def merge_samples(*groups: list[ImageRef]) -> list[ImageRef]:
+    """The groups in order, each file once."""
+    merged: dict[str, ImageRef] = {}
+    for ref in (r for g in groups for r in g):
+        merged.setdefault(ref.path, ref)
+    return list(merged.values())
+
+
+def default_picks(refs: list[ImageRef], n: int = 2) -> list[ImageRef]:
+    """What to show first: real photographs with a known class (the sample folder), else the first ones."""
+    return ([r for r in refs if r.origin == "folder"] or refs)[:n]
