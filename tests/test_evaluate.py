@@ -10,9 +10,10 @@ from PIL import Image
 
 from vitdash.common.results import Progress
 from vitdash.errors import VitdashError
-from vitdash.identity.preprocessing import resolve_preprocessing
+from vitdash.identity.preprocessing import overrides_from, parse_channel_values, resolve_preprocessing
 from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import evaluate, wilson_interval
+from vitdash.perform.setup import run_defaults
 
 DIGITS_CFG = {"input_size": (1, 8, 8), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0, "interpolation": "bilinear"}
 
@@ -256,3 +257,16 @@ def test_class_axes_are_categories_so_digit_names_keep_their_order(digits_ckpt):
     confusion = confusion_figure(r)
     assert confusion.layout.xaxis.type == confusion.layout.yaxis.type == "category"
     assert confusion.layout.xaxis.dtick == 1  # every class labelled
+
+
+def test_only_values_that_differ_from_the_checkpoints_own_are_overrides(tiny_vit_ckpt):
+    d = run_defaults(tiny_vit_ckpt)
+    own = d.preprocessing
+    same = dict(img_size=own.input_size[1], crop_pct=own.crop_pct, interpolation=own.interpolation)
+    assert overrides_from(own, **same, mean=list(own.mean), std=None) == dict.fromkeys(same)
+    changed = overrides_from(own, **{**same, "img_size": own.input_size[1] + 8}, mean=[0.25] * 3, std=list(own.std))
+    assert changed == {"img_size": own.input_size[1] + 8, "crop_pct": None, "interpolation": None, "mean": [0.25] * 3}
+    assert parse_channel_values("0.5, 0.4 0.3", "mean") == [0.5, 0.4, 0.3] and parse_channel_values(" ", "x") is None
+    with pytest.raises(VitdashError, match="mean: give numbers"):
+        parse_channel_values("a, b", "mean")
+    assert d.probe == (not d.arch.num_classes) and not d.coarse("digits")

@@ -74,6 +74,15 @@ def current_audit(ckpt: Checkpoint) -> Audit:
         bar.empty()
 
 
+def follow_default(key: str, default) -> None:
+    """A widget value that follows the checkpoint's default (another checkpoint picked in the sidebar brings its
+    own) until the user changes it: 'digits' must not stay in the Data field of an RGB ImageNet model."""
+    mark = f"{key}_default"
+    if key not in st.session_state or st.session_state[key] == st.session_state.get(mark):
+        st.session_state[key] = default
+    st.session_state[mark] = default
+
+
 def current_checkpoint() -> Checkpoint:
     """The session's checkpoint; otherwise a hint (or the load error) and the page stops here."""
     try:

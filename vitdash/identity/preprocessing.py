@@ -121,3 +121,27 @@ def _fit_channels(values: tuple[float, ...], c: int) -> tuple[float, ...]:
     if len(values) == 1:
         return values * c
     raise VitdashError(f"cannot fit {len(values)} normalization values to a {c}-channel model")
+
+
+def parse_channel_values(text: str, what: str) -> list[float] | None:
+    """Per-channel values typed as text ('0.5, 0.5, 0.5' or '0.5 0.5 0.5'); None when empty."""
+    if not text.strip():
+        return None
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise VitdashError(f"{what}: give numbers separated by commas, e.g. 0.5, 0.5, 0.5") from None
+
+
+def overrides_from(own: Preprocessing, *, img_size: int, crop_pct: float, interpolation: str,
+                   mean: list[float] | None, std: list[float] | None) -> dict[str, Any]:
+    """The `resolve_preprocessing` overrides a form holds: only values that differ from the checkpoint's own count,
+    so a form that starts from them overrides nothing until the user changes a value."""
+    overrides: dict[str, Any] = {"img_size": None if img_size == own.input_size[1] else int(img_size),
+                                 "crop_pct": None if crop_pct == own.crop_pct else float(crop_pct),
+                                 "interpolation": None if interpolation == own.interpolation else interpolation}
+    if mean and tuple(mean) != own.mean:
+        overrides["mean"] = mean
+    if std and tuple(std) != own.std:
+        overrides["std"] = std
+    return overrides

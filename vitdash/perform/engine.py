@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -159,6 +159,20 @@ class RunStats:
         return self.n_images / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "..."
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _progress(done: int, total: int, elapsed_s: float, skipped: int) -> Progress:
+    """A run's progress in words: images done, rate, time left, files skipped."""
+    p = Progress(done, total, elapsed_s=elapsed_s, skipped=skipped)
+    rate = done / elapsed_s if elapsed_s else 0.0
+    text = f"{done}/{total} images · {rate:.1f} images/s · ETA {_duration(p.eta_s)}"
+    return replace(p, message=text + (f" · {skipped} skipped" if skipped else ""))
+
+
 def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, torch.Tensor], None],
                device: torch.device, opts: EngineOptions, progress: ProgressFn | None = None,
                should_stop: Callable[[], bool] | None = None) -> RunStats:
@@ -192,8 +206,7 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
                 step(x, y)
                 done += len(y)
             if progress is not None:
-                progress(Progress(done + len(failed), len(ds), f"{done + len(failed)}/{len(ds)} images",
-                                  elapsed_s=time.perf_counter() - start, skipped=len(failed)))
+                progress(_progress(done + len(failed), len(ds), time.perf_counter() - start, len(failed)))
     _synchronize(device)
     skipped = [f"{f}: {r}" for f, r in ds.skipped] + failed  # unlabeled at discovery, then undecodable
     return RunStats(done, skipped, time.perf_counter() - start, cancelled, workers)

@@ -19,7 +19,7 @@ from vitdash.common.results import ProgressFn
 from vitdash.data.datasets import Dataset, discover
 from vitdash.data.labels import LabelMapping, map_labels
 from vitdash.errors import VitdashError
-from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.architecture import ArchSpec, infer_architecture
 from vitdash.identity.family import reference_top1
 from vitdash.identity.model import build_model
 from vitdash.identity.preprocessing import resolve_preprocessing
@@ -72,6 +72,16 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def headline(self) -> list[tuple[str, str, str | None]]:
+        """The numbers a summary leads with, formatted: (label, value, detail)."""
+        lo, hi = self.top1_ci95
+        published = "unknown" if self.reference_top1 is None else f"{self.reference_top1:.1%}"
+        return [("Top-1", f"{self.top1:.2%}", f"95% interval {lo:.1%} to {hi:.1%}"),
+                (f"Top-{self.top5_k}", f"{self.top5:.2%}", None), ("Published top-1", published, None),
+                ("Images", str(self.n_images), f"{self.n_skipped} skipped"),
+                ("Images/s", f"{self.images_per_s:.1f}",
+                 f"end to end; model only: {self.model_images_per_s or 0:.1f}")]
+
 
 def score(top_k: np.ndarray, labels: np.ndarray, mapping: LabelMapping, class_names: list[str]) -> dict[str, Any]:
     """Top-1/top-k, per-class accuracy and confusion from the head's top-k outputs and the data labels."""
@@ -110,13 +120,15 @@ def wilson_interval(hits: int, n: int) -> tuple[float, float]:
 
 def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | None = None,
              overrides: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
-             should_stop: Callable[[], bool] | None = None, measure_throughput: bool = True) -> EvalResult:
-    """Score the checkpoint's own head on `data` (a folder, 'digits', or a `Dataset`)."""
+             should_stop: Callable[[], bool] | None = None, measure_throughput: bool = True,
+             arch: ArchSpec | None = None) -> EvalResult:
+    """Score the checkpoint's own head on `data` (a folder, 'digits', or a `Dataset`); `arch`: the checkpoint's
+    architecture when the caller has read it already."""
 
     opts = options or EngineOptions()
     device, dtype = opts.resolve()
     ds = (data if isinstance(data, Dataset) else discover(data)).limited(opts.limit)
-    arch = infer_architecture(ckpt)
+    arch = arch or infer_architecture(ckpt)
     mapping = map_labels(ds, ckpt.metadata, arch.num_classes)
     prep = resolve_preprocessing(ckpt, arch, overrides)
     k = min(5, arch.num_classes)

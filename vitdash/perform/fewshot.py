@@ -20,7 +20,7 @@ import torch
 from vitdash.common.results import ProgressFn
 from vitdash.data.datasets import Dataset, discover, group_coarse
 from vitdash.errors import VitdashError
-from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.architecture import ArchSpec, infer_architecture
 from vitdash.identity.model import build_model, build_random_twin
 from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
@@ -68,6 +68,12 @@ class FewShotResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One table row per shot count: the checkpoint's accuracy (mean ± std over splits) and its twin's."""
+        return [{"shots": s.shots, "checkpoint": f"{s.accuracy_mean:.1%} ± {s.accuracy_std:.1%}",
+                 "random twin": "-" if s.random_init_accuracy_mean is None else f"{s.random_init_accuracy_mean:.1%}",
+                 "test images": s.n_test} for s in self.results]
+
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean per-class accuracy: with unequal class sizes plain accuracy would reward the big class."""
@@ -111,8 +117,9 @@ def feasible_shots(ds: Dataset, shots: Sequence[int]) -> tuple[list[int], list[i
 def fewshot(ckpt: Checkpoint, data: str | Dataset, shots: Sequence[int] = DEFAULT_SHOTS, n_splits: int = 5,
             seed: int = 0, coarse: bool = False, random_twin: bool = True, options: EngineOptions | None = None,
             overrides: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FewShotResult:
-    """Probe the checkpoint's frozen features (and its random twin's) on `data` with k images per class."""
+            should_stop: Callable[[], bool] | None = None, arch: ArchSpec | None = None) -> FewShotResult:
+    """Probe the checkpoint's frozen features (and its random twin's) on `data` with k images per class; `arch`:
+    the checkpoint's architecture when the caller has read it already."""
 
     opts = options or EngineOptions()
     device, dtype = opts.resolve()
@@ -127,7 +134,7 @@ def fewshot(ckpt: Checkpoint, data: str | Dataset, shots: Sequence[int] = DEFAUL
         raise VitdashError(
             f"no requested shot count fits the data: the smallest class has {min(ds.class_counts())} images "
             + ("(for ImageNet images with one image per class, group them: --coarse)" if ds.synset_classes else ""))
-    arch = infer_architecture(ckpt)
+    arch = arch or infer_architecture(ckpt)
     prep = resolve_preprocessing(ckpt, arch, overrides)
     models = [build_model(ckpt, arch)] + ([build_random_twin(ckpt, arch)] if random_twin else [])
     feats: list[list[np.ndarray]] = [[] for _ in models]
