@@ -22,13 +22,12 @@ from vitdash.figures.trained import (
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.trained.pos_embed import split_pos_embed
 from vitdash.trained.spectra import FullSpectrum, full_spectrum
-from vitdash.trained.verdict import tensor_fits
+from vitdash.trained.verdict import spectral_matrix, tensor_fits
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the full spectrum...")
-def _spectrum(sha: str, source: str, name: str, scores: bool, _ckpt: Checkpoint) -> FullSpectrum:
-    t = _ckpt.tensors[name]
-    return full_spectrum(t.reshape(-1, t.shape[-1]) if t.ndim == 3 else t, scores=scores)
+def _spectrum(sha: str, source: str, name: str, role: str, scores: bool, _ckpt: Checkpoint) -> FullSpectrum:
+    return full_spectrum(spectral_matrix(_ckpt.tensors[name], role), scores=scores)
 
 
 st.title("Is it trained?")
@@ -70,11 +69,7 @@ else:
 # ---- one tensor --------------------------------------------------------------------------------------------
 st.subheader("One tensor")
 names = [t.name for t in result.tensors]
-default = next((names.index(n) for n in result.at_init), None)
-if default is None:
-    zs = [float("-inf") if t.stats.structure is None else t.stats.structure for t in result.tensors]
-    default = max(range(len(names)), key=zs.__getitem__)
-name = st.selectbox("Tensor", names, index=default,
+name = st.selectbox("Tensor", names, index=names.index(result.most_telling()),
                     format_func=lambda n: f"{n}  [{result.tensor(n).verdict}]")
 rep = result.tensor(name)
 st.markdown(f":{VERDICT_COLORS[rep.verdict]}[**{rep.verdict}**]: {rep.reason}")
@@ -95,7 +90,7 @@ spec = rep.stats.spectrum
 if spec is not None:
     space = st.radio("Spectrum of", ["raw values", "normal scores (what the verdict uses)"], horizontal=True)
     scores = space.startswith("normal")
-    full = _spectrum(ckpt.sha256, ckpt.source, name, scores, ckpt)
+    full = _spectrum(ckpt.sha256, ckpt.source, name, rep.role, scores, ckpt)
     st.plotly_chart(spectrum_figure(full.eigenvalues, full.twin, full.shape, full.variance, name,
                                     "normal-score" if scores else "raw"), width="stretch")
     alpha = rep.stats.scalar("tail_alpha")

@@ -168,6 +168,12 @@ class Audit:
                 return t
         raise KeyError(name)
 
+    def most_telling(self) -> str:
+        """The tensor to look at first: the first one still at init, else the most structured."""
+        if self.at_init:
+            return self.at_init[0]
+        return max(self.tensors, key=lambda t: -math.inf if t.stats.structure is None else t.stats.structure).name
+
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "confidence": self.confidence, "summary": self.summary,
                 "evidence": list(self.evidence), "at_init": list(self.at_init),
@@ -231,11 +237,17 @@ def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
 _TOKENS = ("cls_token", "dist_token", "reg_token", "mask_token")
 
 
+def spectral_matrix(t: torch.Tensor, role: str) -> torch.Tensor:
+    """The matrix a tensor's spectrum is read on: a position embedding as positions x width (its leading batch
+    dim folded in); any other tensor as it is (the spectra fold a conv's filter dims into columns)."""
+    return t.reshape(-1, t.shape[-1]) if role == "pos_embed" else t
+
+
 def _matrix(t: torch.Tensor, role: TensorRole, mom: Moments) -> torch.Tensor | None:
     """The matrix whose spectrum is read, for tensors that have one."""
     if t.ndim < 2 or role.role in _TOKENS or mom.constant:
         return None
-    return t.reshape(-1, t.shape[-1]) if role.role == "pos_embed" else t
+    return spectral_matrix(t, role.role)
 
 
 def _init_constant(role: TensorRole, mom: Moments) -> float:
