@@ -9,10 +9,8 @@ import streamlit as st
 from ui.state import PERFORM_RESULT_KEY, selected
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory, record_audit
-from vitdash.identity.family import report
-from vitdash.perform.engine import EngineOptions
-from vitdash.perform.evaluate import EvalResult, evaluate
-from vitdash.pipeline import cached_audit
+from vitdash.perform.evaluate import EvalResult
+from vitdash.pipeline import run_pipeline
 from vitdash.trained import verdict
 
 
@@ -27,20 +25,15 @@ def _own_accuracy(ckpt):
 
 def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
     bar = st.progress(0.0, text="Auditing the weights...")
-    audit = cached_audit(ckpt, progress=lambda p: bar.progress(p.fraction, text=f"Auditing {p.message}"))
-    arch = None
-    if ckpt.is_vit:
-        bar.progress(1.0, text="Reading the architecture...")
-        try:
-            arch = report(ckpt)
-        except VitdashError as e:
-            st.warning(f"Architecture not recorded: {e}")
-    if accuracy is None and data:
-        bar.progress(0.0, text=f"Measuring accuracy on {data}...")
-        accuracy = evaluate(ckpt, data, EngineOptions(), measure_throughput=False,
-                            progress=lambda p: bar.progress(p.fraction, text=f"Accuracy: {p.done}/{p.total} images"))
+    found = run_pipeline(ckpt, data or None, accuracy=accuracy, measure_throughput=False,
+                         progress=lambda p: bar.progress(p.fraction, text=f"{p.stage.capitalize()}: {p.message}"))
     bar.empty()
-    return record_audit(history, ckpt, audit=audit, family=arch, accuracy=accuracy, reviewer=reviewer, note=note)
+    if "audit" in found.errors or "accuracy" in found.errors:  # nothing is saved without them
+        raise VitdashError(found.errors.get("audit") or found.errors["accuracy"])
+    if "architecture" in found.errors:
+        st.warning(f"Architecture not recorded: {found.errors['architecture']}")
+    return record_audit(history, ckpt, audit=found.audit, family=found.architecture, accuracy=found.accuracy,
+                        reviewer=reviewer, note=note)
 
 
 def _earlier(ckpt, history: AuditHistory) -> None:

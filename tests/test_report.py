@@ -7,8 +7,10 @@ import re
 
 import pytest
 
+from vitdash import pipeline
 from vitdash import report as R
 from vitdash.cli import main
+from vitdash.errors import VitdashError
 from vitdash.load.sources import load
 from vitdash.trained import verdict
 
@@ -38,7 +40,10 @@ def test_every_analysis_is_a_section_with_real_results(trained_report):
     assert data["accuracy"]["top1"] > 0.85 and data["accuracy"]["n_images"] == 200
     assert len(data["attention"]) == 2 and len(data["attention"][0]["map"]) == 4  # a 4x4 patch grid
     assert data["history"][0]["note"] == "seen before"
-    assert [p.done for p in said] == [0, 1, 2, 3] and all(p.total == 4 and p.message for p in said)
+    starts = [p.stage for p in said if p.message == p.stage]  # each step's start; its own reports follow
+    assert starts == ["auditing the weights", "reading the architecture", "measuring accuracy on digits",
+                      "computing attention maps"]
+    assert any(p.stage == "measuring accuracy on digits" and p.done == 200 for p in said)
 
 
 def test_html_is_self_contained_with_plotly_inlined_once(trained_report):
@@ -101,3 +106,18 @@ def test_cli_report_on_a_bad_file_exits_2_with_a_message(tmp_path, capsys):
     assert main(["report", str(bad), "-o", str(tmp_path / "r.html")]) == 2
     assert "PNG image" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_pipeline_runs_its_steps_reports_them_and_keeps_going_after_a_failure(tiny_vit_ckpt, monkeypatch):
+    def no_architecture(ckpt):
+        raise VitdashError("architecture unreadable")
+
+    monkeypatch.setattr(pipeline, "report", no_architecture)
+    seen = []
+    found = pipeline.run_pipeline(tiny_vit_ckpt, progress=seen.append)
+    assert found.audit is not None and found.audit.verdict in ("random", "partial", "trained")
+    assert found.architecture is None and found.errors == {"architecture": "architecture unreadable"}
+    assert [p.stage for p in seen if p.message == p.stage] == ["auditing the weights", "reading the architecture"]
+    assert [p.done for p in seen if p.stage == "auditing the weights"][-1] == len(found.audit.tensors)
+    keys = lambda *a, **k: [key for key, _ in pipeline.pipeline_steps(tiny_vit_ckpt, *a, **k)]  # noqa: E731
+    assert keys("digits") == ["audit", "architecture", "accuracy"] and keys("digits", accuracy=found) == keys()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vitdash"
@@ -120,3 +121,13 @@ def test_pages_share_session_keys_only_through_ui_state():
             seen.setdefault(key, []).append(path.name)
     shared = {k: v for k, v in seen.items() if len(v) > 1}
     assert not shared, f"session keys named literally in several scripts (move them to ui/state.py): {shared}"
+
+
+MAX_PAGE_LINES = 150
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
+def test_pages_stay_thin(page):
+    """A page lays out what the library computes; past this many lines it is usually holding a rule."""
+    lines = len((ROOT / "pages" / page).read_text().splitlines())
+    assert lines <= MAX_PAGE_LINES, f"pages/{page} has {lines} lines (at most {MAX_PAGE_LINES})"

@@ -7,10 +7,18 @@ CLI all record.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
 from vitdash.cache import ByteLRU, or_shared, pickled_size
-from vitdash.common.results import ProgressFn
+from vitdash.common.results import Progress, ProgressFn
+from vitdash.errors import VitdashError
+from vitdash.identity.family import ArchitectureReport, report
 from vitdash.identity.model import build_model
 from vitdash.load.sources import load, load_bytes
+from vitdash.perform.engine import EngineOptions
+from vitdash.perform.evaluate import EvalResult, evaluate
 from vitdash.trained.verdict import Audit, audit
 
 
@@ -38,3 +46,50 @@ def cached_audit(ckpt, progress: ProgressFn | None = None, cache: ByteLRU | None
         return audit(ckpt, progress)
     return or_shared(cache).get_or_load(("audit", ckpt.sha256, ckpt.source), lambda: audit(ckpt, progress),
                                         size=pickled_size)
+
+
+@dataclass
+class PipelineResult:
+    """What the shared sequence found; a step that does not apply is None, one that failed is None with its
+    reason in `errors` (keyed 'audit', 'architecture', 'accuracy')."""
+
+    audit: Audit | None = None
+    architecture: ArchitectureReport | None = None
+    accuracy: EvalResult | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def pipeline_steps(ckpt, data: str | None = None, accuracy: EvalResult | None = None) -> list[tuple[str, str]]:
+    """(key, words) of the steps `run_pipeline` takes: the architecture only for a ViT, the accuracy only for a
+    ViT with data and no accuracy measured yet."""
+    steps = [("audit", "auditing the weights")]
+    if ckpt.is_vit:
+        steps.append(("architecture", "reading the architecture"))
+        if data and accuracy is None:
+            steps.append(("accuracy", f"measuring accuracy on {data}"))
+    return steps
+
+
+def run_pipeline(ckpt, data: str | None = None, *, accuracy: EvalResult | None = None,
+                 options: EngineOptions | None = None, measure_throughput: bool = True,
+                 progress: ProgressFn | None = None) -> PipelineResult:
+    """Audit -> architecture -> accuracy on `data` (or the `accuracy` already measured): the sequence the report,
+    the History page and the CLI record. Progress: each step's start (its words as `stage` and `message`), then
+    the step's own reports with that `stage`. A failing step does not stop the next ones."""
+    runs: dict[str, Callable[[ProgressFn | None], Any]] = {
+        "audit": lambda p: cached_audit(ckpt, progress=p),
+        "architecture": lambda p: report(ckpt),
+        "accuracy": lambda p: evaluate(ckpt, data, options or EngineOptions(), progress=p,
+                                       measure_throughput=measure_throughput)}
+    result = PipelineResult(accuracy=accuracy)
+    steps = pipeline_steps(ckpt, data, accuracy)
+    for i, (key, words) in enumerate(steps):
+        relay = None
+        if progress is not None:
+            progress(Progress(i, len(steps), words, stage=words))
+            relay = lambda p, words=words: progress(replace(p, stage=words))  # noqa: E731
+        try:
+            setattr(result, key, runs[key](relay))
+        except VitdashError as e:
+            result.errors[key] = str(e)
+    return result

@@ -34,11 +34,9 @@ from vitdash.figures.perform import (
     throughput_figure,
 )
 from vitdash.figures.trained import depth_role_heatmap
-from vitdash.identity.family import report
 from vitdash.identity.family_table import family_rows
 from vitdash.perform.engine import EngineOptions
-from vitdash.perform.evaluate import evaluate
-from vitdash.trained import verdict
+from vitdash.pipeline import PipelineResult, run_pipeline
 
 MAX_TENSOR_ROWS = 400
 
@@ -280,6 +278,13 @@ def _attempt(key: str, title: str, build: Callable[[], Section]) -> Section:
         return Section(key, title, "", None, error=str(e))
 
 
+def _section(key: str, title: str, found: PipelineResult, step: str, build: Callable[[Any], Section]) -> Section:
+    """A pipeline step's section, or why its step failed."""
+    if step in found.errors:
+        return Section(key, title, "", None, error=found.errors[step])
+    return _attempt(key, title, lambda: build(getattr(found, step)))
+
+
 def _attention_items(ckpt, n_images: int, data: str | None) -> list[tuple[str, Any]]:
     refs = data_samples(data, limit=n_images) if data else samples()[:n_images]
     loaded = [(ref.name + (f" ({ref.label})" if ref.label else ""), ref.load()) for ref in refs]
@@ -295,27 +300,15 @@ def generate(ckpt, data: str | None = None, limit: int | None = None, attention_
     (an AuditHistory) adds the earlier audits of the same content.
     """
 
-    stages = ["auditing the weights"]
+    found = run_pipeline(ckpt, data, options=EngineOptions(limit=limit), progress=progress)
+    sections = [_section("verdict", "Is it trained?", found, "audit", verdict_section)]
     if ckpt.is_vit:
-        stages += ["reading the architecture"] + ([f"measuring accuracy on {data}"] if data else []) \
-            + (["computing attention maps"] if attention_images > 0 else [])
-
-    def say(message: str) -> None:
-        if progress is not None:
-            progress(Progress(stages.index(message), len(stages), message, stage=message))
-
-    sections = []
-    say("auditing the weights")
-    sections.append(_attempt("verdict", "Is it trained?", lambda: verdict_section(verdict.audit(ckpt))))
-    if ckpt.is_vit:
-        say("reading the architecture")
-        sections.append(_attempt("architecture", "What is it?", lambda: architecture_section(report(ckpt))))
+        sections.append(_section("architecture", "What is it?", found, "architecture", architecture_section))
         if data:
-            say(f"measuring accuracy on {data}")
-            sections.append(_attempt("accuracy", "Does it perform?", lambda: accuracy_section(
-                evaluate(ckpt, data, EngineOptions(limit=limit)))))
+            sections.append(_section("accuracy", "Does it perform?", found, "accuracy", accuracy_section))
         if attention_images > 0:
-            say("computing attention maps")
+            if progress is not None:
+                progress(Progress(0, 1, "computing attention maps", stage="computing attention maps"))
             sections.append(_attempt("attention", "Where does it look?", lambda: attention_section(
                 _attention_items(ckpt, attention_images, data))))
     if history is not None:

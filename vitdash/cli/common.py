@@ -5,6 +5,7 @@ import json
 import sys
 from typing import Any
 
+from vitdash.common.results import Progress, ProgressFn
 from vitdash.load.sources import load
 
 
@@ -25,3 +26,14 @@ def load_or_exit(path: str):
     """Load a checkpoint; VitdashError propagates to main(), which prints it and exits 2."""
 
     return load(path)
+
+
+def stage_printer(suffix: str = "") -> ProgressFn:
+    """Progress as one stderr line per stage (an epoch, a report step), not per step inside it."""
+    last = [None]
+
+    def show(p: Progress) -> None:
+        if p.stage != last[0]:
+            last[0] = p.stage
+            print(f"vitdash: {p.message}{suffix}", file=sys.stderr)
+    return show

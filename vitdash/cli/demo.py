@@ -1,10 +1,7 @@
 """`python -m vitdash demo`: train (or find) the built-in demo pair and say where it is."""
 from __future__ import annotations
 
-import sys
-
-from vitdash.cli.common import add_json_flag, emit
-from vitdash.common.results import Progress
+from vitdash.cli.common import add_json_flag, emit, stage_printer
 from vitdash.load.demo import ensure_demo
 
 HELP = "build the demo pair (a small ViT trained on scikit-learn's digits, and its untrained twin) in the cache"
@@ -16,14 +13,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    last_stage = [""]
-
-    def progress(p: Progress) -> None:
-        if p.stage != last_stage[0] or p.done == p.total:  # one line per epoch, and the last step
-            last_stage[0] = p.stage
-            print(f"vitdash: {p.message}", file=sys.stderr)
-
-    pair = ensure_demo(cache_dir=args.cache_dir, progress=progress)
+    pair = ensure_demo(cache_dir=args.cache_dir, progress=stage_printer())
     how = f"trained in {pair.build_s:.0f} s" if pair.built_now else "already in the cache"
     summary = (f"demo pair {how}:\n  trained: {pair.trained}\n  init:    {pair.init}\n"
                f"held-out accuracy on digits: trained {pair.test_accuracy:.1%}, init {pair.init_test_accuracy:.1%} "

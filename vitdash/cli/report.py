@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from vitdash.cli.common import load_or_exit
+from vitdash.cli.common import load_or_exit, stage_printer
 from vitdash.history import AuditHistory
 from vitdash.report import generate
 
@@ -30,7 +30,7 @@ def run(args) -> int:
 
         history = AuditHistory()
     report = generate(ckpt, data=args.data, limit=args.limit, attention_images=args.attention_images,
-                      history=history, progress=lambda p: print(f"vitdash: {p.message}...", file=sys.stderr))
+                      history=history, progress=stage_printer("..."))
     html_path, json_path = report.write(args.output, args.json_output)
     for s in report.sections:
         if s.error:

@@ -241,7 +241,7 @@ def _fit(model, x, y, recipe: DemoRecipe, progress) -> None:
                 elapsed = time.perf_counter() - start
                 progress(Progress(step, steps, f"training the demo ViT on digits: epoch {epoch + 1}/{recipe.epochs}, "
                                   f"step {step}/{steps}, loss {loss.item():.3f}, {elapsed:.0f} s",
-                                  stage=f"epoch {epoch + 1}", elapsed_s=elapsed))
+                                  stage=f"epoch {epoch + 1}" if step < steps else "trained", elapsed_s=elapsed))
     model.eval()
 
 
