@@ -63,6 +63,27 @@ def test_scan_finds_every_layout_recursively_and_each_entry_loads(tmp_path):
         assert ckpt.is_vit and ckpt.num_params > 0, e.name
 
 
+def test_a_folder_that_loads_as_one_model_is_listed_as_one(tmp_path):
+    """`load(folder)` opens a folder by its weights' name (a Hub download without config.json) or with its
+    metadata beside a single checkpoint: the library lists such a folder, not its file, so it opens the same way."""
+    state = _tiny_state()
+    bare = tmp_path / "bare-hf"
+    bare.mkdir()
+    save_file(state, bare / "model.safetensors")
+    with_meta = tmp_path / "with-preprocessing"
+    with_meta.mkdir()
+    torch.save(state, with_meta / "vit.pth")
+    (with_meta / "preprocessor_config.json").write_text(json.dumps({"crop_pct": 0.9}))
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for name in ("model.safetensors", "other.safetensors"):  # which one is the model? list both
+        save_file(state, loose / name)
+    entries = {e.name: e.kind for e in library.scan_folder(tmp_path)}
+    assert entries == {"bare-hf": "folder", "with-preprocessing": "folder", "loose/model.safetensors": "file",
+                       "loose/other.safetensors": "file"}
+    assert load(bare).is_vit and load(with_meta).metadata["preprocessor_config"] == {"crop_pct": 0.9}
+
+
 def test_shared_checkpoints_are_all_listed_and_readable(shared_dir):
     entries = library.scan_folder(shared_dir / "checkpoints")
     names = {e.name for e in entries}

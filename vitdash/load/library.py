@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,7 @@ from vitdash.common.paths import SHARED_DIR
 from vitdash.common.results import ProgressFn
 from vitdash.errors import VitdashError
 from vitdash.load import demo
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz", ".onnx", ".tar", ".ckpt")
-# A folder holding one of these is one model (HF folders, sharded checkpoints, ViT Model Zoo runs).
-MARKERS = ("config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json", "result.json")
+from vitdash.load.files import CHECKPOINT_SUFFIXES, is_checkpoint_file, is_model_folder
 
 ORIGIN_DEMO = "demo"
 ORIGIN_FOLDER = "model folder"
@@ -110,18 +107,6 @@ def save_dir(configured: str | Sequence[str] | None = None) -> Path:
 # ---- scanning -------------------------------------------------------------------------------------------------
 
 
-def _is_checkpoint_file(name: str) -> bool:
-    return name.endswith(CHECKPOINT_SUFFIXES) and not name.startswith(".")
-
-
-def _is_model_folder(path: Path, filenames: Iterable[str], dirnames: Iterable[str]) -> bool:
-    """A folder `vitdash.sources.read_dir` opens as one model: markers, or ViT Model Zoo epoch folders."""
-    names = set(filenames)
-    if any(m in names for m in MARKERS):
-        return True
-    return any(d.startswith("checkpoint_") and (path / d / "checkpoints").is_file() for d in dirnames)
-
-
 def _size(path: Path) -> int:
     try:
         if path.is_file():
@@ -145,13 +130,13 @@ def scan_folder(root: Path, origin: str = ORIGIN_FOLDER, prefix: str = "") -> li
         here = Path(dirpath)
         rel = "" if here == root else str(here.relative_to(root))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if _is_model_folder(here, filenames, dirnames):
+        if is_model_folder(here, filenames, dirnames):
             name = prefix + rel if rel else prefix.rstrip("/") or root.name
             entries.append(LibraryEntry(name, str(here), "folder", _size(here), origin))
             dirnames.clear()
             continue
         for f in sorted(filenames):
-            if _is_checkpoint_file(f):
+            if is_checkpoint_file(f):
                 p = here / f
                 entries.append(LibraryEntry(prefix + str(p.relative_to(root)), str(p), "file", _size(p), origin))
     return entries
@@ -171,7 +156,7 @@ def hub_cache_entries(cache_dir: str | os.PathLike | None = None) -> list[Librar
         if repo.repo_type != "model":
             continue
         for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
-            if not any(_is_checkpoint_file(f.file_name) for f in rev.files):
+            if not any(is_checkpoint_file(f.file_name) for f in rev.files):
                 continue
             tag = ",".join(sorted(rev.refs)) or rev.commit_hash[:8]
             entries += scan_folder(rev.snapshot_path, ORIGIN_HF, prefix=f"{repo.repo_id}@{tag}/")

@@ -21,14 +21,19 @@ import torch
 
 from vitdash.errors import VitdashError
 from vitdash.load.checkpoint import Checkpoint, TensorStore
+from vitdash.load.files import (
+    CHECKPOINT_SUFFIXES,
+    METADATA_FILES,
+    SHARD_INDEXES,
+    WEIGHT_FILES,
+    ZOO_EPOCH_PREFIX,
+    is_checkpoint_file,
+    zoo_epochs,
+)
 from vitdash.load.formats import read_file, safetensors_reader
 from vitdash.load.formats.raw import RawCheckpoint, sha256_files
 from vitdash.load.formats.torch_pickle import from_object
 from vitdash.load.layouts import detect
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt", "checkpoint.pth",
-                "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-METADATA_FILES = ("config.json", "preprocessor_config.json", "result.json", "params.json", "open_clip_config.json")
 
 
 def load(source: str | os.PathLike) -> Checkpoint:
@@ -197,7 +202,7 @@ def _hub_errors(what: str) -> Iterator[bool]:
 def read_dir(path: Path) -> RawCheckpoint:
     """Hugging Face folders (single or sharded), ViT Model Zoo folders, or a folder with one checkpoint."""
     metadata = folder_metadata(path)
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+    for index_name in SHARD_INDEXES:
         if (path / index_name).exists():
             raw = _read_sharded(path / index_name)
             break
@@ -207,7 +212,7 @@ def read_dir(path: Path) -> RawCheckpoint:
         if weights.parent != path:
             raw.wrappers.insert(0, str(weights.relative_to(path).parent))
     raw.metadata = {**metadata, **raw.metadata}
-    if "result.json" in os.listdir(path) or any(p.name.startswith("checkpoint_") for p in path.iterdir()):
+    if "result.json" in os.listdir(path) or any(p.name.startswith(ZOO_EPOCH_PREFIX) for p in path.iterdir()):
         raw.metadata["folder_layout"] = "model_zoo"
     return raw
 
@@ -246,16 +251,15 @@ def _pick_weight_file(path: Path) -> Path:
     for name in WEIGHT_FILES:
         if (path / name).is_file():
             return path / name
-    # ViT Model Zoo: checkpoint_0000XY/checkpoints (no extension); take the last epoch.
-    zoo = sorted(p / "checkpoints" for p in path.glob("checkpoint_*") if (p / "checkpoints").is_file())
+    zoo = zoo_epochs(path)
     if zoo:
-        return zoo[-1]
-    candidates = [p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".pth", ".pt", ".bin", ".npz", ".onnx", ".tar")]
+        return zoo[-1]  # the last epoch
+    candidates = [p for p in path.iterdir() if p.is_file() and is_checkpoint_file(p.name)]
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
         raise VitdashError(f"{path} holds no checkpoint file (looked for {', '.join(WEIGHT_FILES)}, "
-                           "checkpoint_*/checkpoints, or a single .safetensors/.pth/.pt/.bin/.npz/.onnx)")
+                           f"{ZOO_EPOCH_PREFIX}*/checkpoints, or a single {'/'.join(CHECKPOINT_SUFFIXES)} file)")
     raise VitdashError(f"{path} holds several checkpoint files ({', '.join(p.name for p in candidates[:6])}): "
                        "pick one")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from vitdash.common.results import finite_float
 from vitdash.errors import VitdashError
+from vitdash.load.files import CHECKPOINT_SUFFIXES, ZOO_EPOCH_PREFIX, zoo_epochs
 from vitdash.load.library import scan_folder
 from vitdash.load.sources import folder_metadata
 
@@ -87,10 +88,6 @@ def _final_metrics(result: Any) -> tuple[dict[str, float], int]:
     return metrics, len(records)
 
 
-def _zoo_checkpoints(folder: Path) -> list[Path]:
-    return sorted(p / "checkpoints" for p in folder.glob("checkpoint_*") if (p / "checkpoints").is_file())
-
-
 def _model_from(path: Path, root: Path) -> ZooModel:
     rel = path.relative_to(root)
     parts = rel.parts
@@ -103,7 +100,7 @@ def _model_from(path: Path, root: Path) -> ZooModel:
         if isinstance(config, Mapping):
             model.factors = _flatten(config)
         model.result, model.epochs = _final_metrics(meta.get("result"))
-        ckpts = _zoo_checkpoints(path)
+        ckpts = zoo_epochs(path)
         if len(ckpts) >= 2:
             model.init = str(ckpts[0])
     return model
@@ -118,7 +115,7 @@ def _pretrained_refs(model: ZooModel) -> list[Path]:
 def _epoch_checkpoint(parent: Path, ref: Path) -> str | None:
     """The parent's epoch a child started from, when its config names one that exists here
     (`.../checkpoint_000049/checkpoints`); None means the parent's last checkpoint."""
-    if len(ref.parts) < 2 or not ref.parts[-2].startswith("checkpoint_"):
+    if len(ref.parts) < 2 or not ref.parts[-2].startswith(ZOO_EPOCH_PREFIX):
         return None
     found = parent / ref.parts[-2] / ref.name
     return str(found) if found.is_file() else None
@@ -165,8 +162,8 @@ def discover(root: str | os.PathLike) -> Population:
     if paths == [base]:
         raise VitdashError(f"{base} is a single model, not a population: give the folder that holds several")
     if not paths:
-        raise VitdashError(f"no checkpoints found under {base} (looked for model folders with config.json "
-                           "and for .safetensors/.pth/.pt/.bin/.npz/.onnx files)")
+        raise VitdashError(f"no checkpoints found under {base} (looked for model folders and for "
+                           f"{'/'.join(CHECKPOINT_SUFFIXES)} files)")
     rank = {"pretraining": 0, "finetuning": 1}
     models = sorted((_model_from(p, base) for p in paths), key=lambda m: (rank.get(m.group, 2), m.name))
     notes: list[str] = []

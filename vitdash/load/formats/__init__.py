@@ -10,12 +10,9 @@ import zipfile
 from pathlib import Path
 
 from vitdash.errors import VitdashError
+from vitdash.load.files import SUFFIX_FORMATS
 from vitdash.load.formats import npz, onnx_reader, safetensors_reader, torch_pickle
 from vitdash.load.formats.raw import RawCheckpoint, describe_magic
-
-# What each extension promises; a file whose content says otherwise is read by content, with a warning.
-_EXPECTED = {".safetensors": "safetensors", ".npz": "npz", ".onnx": "onnx", ".pth": "torch", ".pt": "torch",
-             ".bin": "torch", ".tar": "torch", ".ckpt": "torch", ".pkl": "torch"}
 
 
 def read_file(path: Path) -> RawCheckpoint:
@@ -33,13 +30,13 @@ def read_file(path: Path) -> RawCheckpoint:
     kind = sniff(path, head)
     if kind is None:
         if suffix in (".safetensors", ".onnx") and not describe_magic(head, default=""):
-            kind = _EXPECTED[suffix]  # its own parser gives the most specific reason (truncated, bad header...)
+            kind = SUFFIX_FORMATS[suffix]  # its own parser gives the most specific reason (truncated, bad header...)
         else:
             raise VitdashError(f"{path.name} is not a checkpoint vitdash can read: {describe_magic(head)}")
     readers = {"safetensors": safetensors_reader.read, "npz": npz.read, "onnx": onnx_reader.read,
                "torch": torch_pickle.read}
     raw = readers[kind](path)
-    expected = _EXPECTED.get(suffix)
+    expected = SUFFIX_FORMATS.get(suffix)
     if expected and expected != kind:
         raw.warnings.insert(0, f"{path.name} is named like a {expected} file but holds a {kind} checkpoint; "
                                f"read as {kind}")
