@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.state import current_checkpoint, load_source
+from ui.state import current_checkpoint, library_entries, load_source
 from vitdash.errors import VitdashError
 from vitdash.figures.population import group_changes_figure, tensor_changes_figure, verdict_change_figure
-from vitdash.load.library import TIMM_ARCHITECTURES, list_library, prepare
+from vitdash.load.library import TIMM_ARCHITECTURES, prepare
 from vitdash.population.compare import VERDICT_STATS, compare
 
 st.title("Compare")
@@ -18,7 +18,7 @@ kind = st.radio("Checkpoint B", ("Library", "Path on server", "timm architecture
                 horizontal=True)
 b_source = b_entry = None
 if kind == "Library":
-    entries = list_library()
+    entries = library_entries()
     names = [e.name for e in entries]
     choice = st.selectbox("Model", names, index=None, placeholder="Choose a checkpoint", key="compare_library")
     b_entry = entries[names.index(choice)] if choice is not None else None

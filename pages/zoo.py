@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.sidebar import configured_dirs
+from ui.state import configured_dirs
 from vitdash.errors import VitdashError
 from vitdash.figures.population import (
     embedding_figure,

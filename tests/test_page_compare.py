@@ -55,3 +55,17 @@ def test_a_missing_b_shows_an_error(tmp_path):
 def test_without_a_checkpoint_the_page_asks_for_one():
     at = page_test("compare.py").run()
     assert not at.exception and any("Pick a checkpoint" in i.value for i in at.info)
+
+
+def test_library_lists_the_folders_configured_in_secrets(tmp_path, monkeypatch):
+    """As the sidebar does: a folder named only in secrets.toml is part of the library B is chosen from."""
+    monkeypatch.delenv("VITDASH_MODEL_DIRS", raising=False)
+    monkeypatch.setenv("VITDASH_LIBRARY_DIR", str(tmp_path / "user-library"))
+    team = tmp_path / "team-models"
+    team.mkdir()
+    torch.save(tiny_state(), team / "theirs.pth")
+    at = page_test("compare.py", source=str(_files(tmp_path) / "a.pth"))
+    at.secrets["vitdash"] = {"model_dirs": [str(team)]}
+    at.run()
+    at.radio(key="compare_kind").set_value("Library").run()
+    assert "team-models/theirs.pth" in at.selectbox(key="compare_library").options

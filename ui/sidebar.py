@@ -3,14 +3,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.state import SOURCE_KEY, UPLOAD_KEY, select_upload, selected
+from ui.state import (
+    SOURCE_KEY,
+    UPLOAD_KEY,
+    configured_dirs,
+    library_changed,
+    library_entries,
+    select_upload,
+    selected,
+)
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory
 from vitdash.load.library import (
     TIMM_ARCHITECTURES,
     LibraryEntry,
     demo_entries,
-    list_library,
     prepare,
     save_dir,
     save_upload,
@@ -24,19 +31,6 @@ def _set(source: str) -> None:
     st.session_state.pop(UPLOAD_KEY, None)
 
 
-def configured_dirs():
-    """`model_dirs` under `[vitdash]` in .streamlit/secrets.toml (a list or an os.pathsep string), if any."""
-    try:
-        return st.secrets.get("vitdash", {}).get("model_dirs")
-    except FileNotFoundError:  # no secrets.toml (StreamlitSecretNotFoundError subclasses it)
-        return None
-
-
-@st.cache_data(ttl=30, show_spinner="Scanning the model library...")
-def _library(configured) -> list[LibraryEntry]:
-    return list_library(configured)
-
-
 def _open_entry(entry: LibraryEntry) -> None:
     """Open a library entry; the demo pair is trained here on first use, with a progress bar."""
     if not entry.ready:
@@ -48,7 +42,7 @@ def _open_entry(entry: LibraryEntry) -> None:
             return
         finally:
             bar.empty()
-        _library.clear()
+        library_changed()
     else:
         source = entry.source
     _set(source)
@@ -67,7 +61,7 @@ def checkpoint_picker() -> None:
             if right.button("At init", key="open_demo_init"):
                 _open_entry(init)
         elif kind == "Library":
-            entries = {e.source: e for e in _library(configured_dirs())}
+            entries = {e.source: e for e in library_entries()}
             choice = st.selectbox("Model", list(entries), index=None, format_func=lambda s: entries[s].label,
                                   placeholder="Choose a checkpoint")
             if choice is not None and st.button("Open", key="open_library"):
@@ -107,7 +101,7 @@ def _upload() -> None:
             except VitdashError as e:
                 st.error(str(e))
                 return
-            _library.clear()
+            library_changed()
             _set(str(path))
             st.success(f"Saved as {path}")
 

@@ -17,6 +17,7 @@ import streamlit as st
 
 from vitdash.errors import VitdashError
 from vitdash.load.checkpoint import Checkpoint
+from vitdash.load.library import LibraryEntry, list_library
 from vitdash.pipeline import cached_audit, cached_checkpoint, cached_model, cached_upload
 from vitdash.trained.verdict import Audit
 
@@ -72,6 +73,30 @@ def current_audit(ckpt: Checkpoint) -> Audit:
             p.fraction, text=f"Auditing {p.done}/{p.total}: {p.message}"))
     finally:
         bar.empty()
+
+
+def configured_dirs():
+    """`model_dirs` under `[vitdash]` in .streamlit/secrets.toml (a list or an os.pathsep string), if any."""
+    try:
+        return st.secrets.get("vitdash", {}).get("model_dirs")
+    except FileNotFoundError:  # no secrets.toml (StreamlitSecretNotFoundError subclasses it)
+        return None
+
+
+@st.cache_data(ttl=30, show_spinner="Scanning the model library...")
+def _library(configured) -> list[LibraryEntry]:
+    return list_library(configured)
+
+
+def library_entries() -> list[LibraryEntry]:
+    """The model library every page lists: the configured folders ($VITDASH_MODEL_DIRS and the secrets) included,
+    walked at most every 30 s."""
+    return _library(configured_dirs())
+
+
+def library_changed() -> None:
+    """Walk the library again on the next listing (a file was saved, the demo was built)."""
+    _library.clear()
 
 
 def follow_default(key: str, default) -> None:
