@@ -25,10 +25,11 @@ import sys
 import torch
 from timing import timed  # benchmarks/timing.py (scripts run with benchmarks/ on sys.path)
 
+from vitdash.common.compute import cpu_count
 from vitdash.data.samples import sample_dir
 from vitdash.identity.model import build_model
 from vitdash.load.sources import load_timm
-from vitdash.perform.engine import EngineOptions, cpu_count, cpu_threads, measure_model_throughput, prepare_forward
+from vitdash.perform.engine import EngineOptions, cpu_threads, measure_model_throughput, prepare_forward
 from vitdash.perform.evaluate import evaluate
 
 END_TO_END_TARGET, LOOP_TARGET = 0.8, 0.95

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from vitdash.common.compute import cpu_count
 from vitdash.population.discover import discover
 from vitdash.population.member import peak_rss_mb
 from vitdash.population.zoo import audit_zoo
@@ -107,7 +108,7 @@ def main() -> int:
     ap.add_argument("--model", default="vit_small_patch16_224")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray run")
     args = ap.parse_args()
-    cpus = os.cpu_count() or 1
+    cpus = cpu_count()
     with tempfile.TemporaryDirectory(prefix="vitdash-bench-zoo-") as tmp:
         root = Path(tmp) / "zoo"
         size_mb = build_zoo(root, args.model, args.children)

@@ -1,12 +1,12 @@
 """Model zoo: audit a population of checkpoints (a ViT Model Zoo folder or any folder of checkpoints)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
 from ui.state import configured_dirs
+from vitdash.common.compute import cpu_count
 from vitdash.errors import VitdashError
 from vitdash.figures.population import (
     embedding_figure,
@@ -38,7 +38,7 @@ folder = st.text_input("Population folder", value=suggested[0] if suggested else
 if suggested:
     st.caption("Library folders: " + " · ".join(f"`{p}`" for p in suggested))
 left, right = st.columns(2)
-workers = left.number_input("Worker processes", min_value=1, max_value=max(1, os.cpu_count() or 1), value=1,
+workers = left.number_input("Worker processes", min_value=1, max_value=cpu_count(), value=1,
                             key="zoo_workers")
 ray_address = right.text_input("Ray cluster address (optional)", key="zoo_ray", placeholder="auto")
 

@@ -1,6 +1,8 @@
 """The Model zoo page under AppTest: a folder in, a streamed audit, the population table and its charts."""
 from __future__ import annotations
 
+import os
+
 from tests.apptest_utils import errors, page_test
 from tests.test_zoo import tiny_zoo
 
@@ -47,3 +49,11 @@ def test_library_folders_are_suggested(tmp_path, monkeypatch):
     assert not errors(at)
     assert at.text_input(key="zoo_dir").value == str(team)
     assert any(str(team) in c.value and "mine" not in c.value for c in at.caption)
+
+
+def test_workers_are_bounded_by_the_cores_this_process_may_use(monkeypatch):
+    """In a container or under taskset the host has more cores than the process may use: offer those only."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    at = page_test("zoo.py").run()
+    assert at.number_input(key="zoo_workers").max == 2

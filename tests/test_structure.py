@@ -131,3 +131,18 @@ def test_pages_stay_thin(page):
     """A page lays out what the library computes; past this many lines it is usually holding a rule."""
     lines = len((ROOT / "pages" / page).read_text().splitlines())
     assert lines <= MAX_PAGE_LINES, f"pages/{page} has {lines} lines (at most {MAX_PAGE_LINES})"
+
+
+def test_cpus_and_torch_threads_are_counted_and_set_in_one_place():
+    """os.cpu_count is the host's total, not what this process may use (containers, taskset); the affinity-aware
+    count and torch's thread setting live in vitdash/common/compute.py only."""
+    allowed = ROOT / "vitdash" / "common" / "compute.py"
+    found = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
+        if path == allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("cpu_count", "set_num_threads", "sched_getaffinity") \
+                    and isinstance(node.value, ast.Name) and node.value.id in ("os", "torch"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not found, f"use vitdash.common.compute instead: {found}"

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitdash.common.compute import one_thread
 from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.datasets import load_digits
 from vitdash.data.transforms import Preprocessing
@@ -190,9 +191,7 @@ def train_demo(recipe: DemoRecipe | None = None,
                                            random_state=recipe.seed, stratify=labels)
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # matrices this small gain nothing from more threads, and lose a lot on a busy machine
-    try:
+    with one_thread():  # matrices this small gain nothing from more threads, and lose a lot on a busy machine
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
             model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **recipe.timm_kwargs())
@@ -202,8 +201,6 @@ def train_demo(recipe: DemoRecipe | None = None,
         trained_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
         train_acc = _accuracy(model, x[train_idx], y[train_idx])
         test_acc = _accuracy(model, x[test_idx], y[test_idx])
-    finally:
-        torch.set_num_threads(threads)
     keep = ("input_size", "mean", "std", "crop_pct", "interpolation", "crop_mode")
     cfg = {k: v for k, v in prep.to_dict().items() if k in keep}
     cfg.update(num_classes=10, label_names=list(ds.classes))

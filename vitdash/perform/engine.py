@@ -2,15 +2,15 @@
 throughput measurement, and progress reports."""
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from vitdash.common.compute import cpu_count, one_thread, torch_threads
 from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.datasets import Dataset
 from vitdash.data.transforms import Preprocessing
@@ -53,21 +53,6 @@ class EngineOptions:
         if self.num_workers is not None:
             return max(0, self.num_workers)
         return min(8, cpu_count()) if device.type == "cuda" else 0
-
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask, which containers set), not the host's total."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def cpu_threads(device: torch.device):
@@ -193,7 +178,7 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
         while not (cancelled := should_stop is not None and should_stop()):
             # Without workers the transforms' small tensor ops run here; with intra-op threads they spend far
             # more time synchronizing than computing (10x slower on a busy 2-core machine), so load on one.
-            with torch_threads(1) if workers == 0 else nullcontext():
+            with one_thread() if workers == 0 else nullcontext():
                 batch = next(batches, None)
             if batch is None:
                 break

@@ -9,15 +9,10 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
+from vitdash.common.compute import init_worker
 from vitdash.errors import VitdashError
 from vitdash.population.discover import ZooModel
 from vitdash.population.member import ModelAudit, audit_model
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _local(models: list[ZooModel], workers: int) -> Iterator[ModelAudit]:
@@ -25,9 +20,8 @@ def _local(models: list[ZooModel], workers: int) -> Iterator[ModelAudit]:
         for m in models:
             yield audit_model(m)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_set_threads, initargs=(threads,))
+                               initializer=init_worker, initargs=(workers,))
     try:
         futures = [pool.submit(audit_model, m) for m in models]
         for f in as_completed(futures):
