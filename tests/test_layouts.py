@@ -234,15 +234,15 @@ class _SuperGradientsViT(nn.Module):
         return self.head(self.pre_head_norm(x)[:, 0])
 
 
-@pytest.mark.parametrize("ref_cls,heads,layout_note", [
-    (_MHAViT, 4, "MultiheadAttention"),
-    (_LucidrainsViT, 4, "patch embedding"),
-    (_SuperGradientsViT, 4, "SuperGradients"),
+@pytest.mark.parametrize("ref_cls,heads,layout,layout_note", [
+    (_MHAViT, 4, "nn.MultiheadAttention", "MultiheadAttention"),
+    (_LucidrainsViT, 4, "vit-pytorch", "patch embedding"),
+    (_SuperGradientsViT, 4, "supergradients", "SuperGradients"),
 ])
-def test_custom_layouts(ref_cls, heads, layout_note):
+def test_custom_layouts(ref_cls, heads, layout, layout_note):
     ref = randomize(ref_cls())
     ckpt, model = _canonical_model(ref.state_dict(), metadata={"num_heads": heads})
-    assert ckpt.layout == "custom" and not ckpt.unmapped_keys
+    assert ckpt.layout == layout and not ckpt.unmapped_keys
     assert any(layout_note in n for n in ckpt.metadata["mapping_notes"])
     arch = infer_architecture(ckpt)
     x = torch.randn(2, arch.in_chans, *arch.img_size)
@@ -254,8 +254,8 @@ def test_custom_layouts(ref_cls, heads, layout_note):
 
 
 @pytest.mark.parametrize("fname,layout,ref_cls,kwargs", [
-    ("fmnist_vit_custom.pth", "custom", _MHAViT, dict(heads=4)),
-    ("mnist_vit_lucidrains_layout.pt", "custom", _LucidrainsViT, dict(depth=6, heads=4)),
+    ("fmnist_vit_custom.pth", "nn.MultiheadAttention", _MHAViT, dict(heads=4)),
+    ("mnist_vit_lucidrains_layout.pt", "vit-pytorch", _LucidrainsViT, dict(depth=6, heads=4)),
 ])
 def test_shared_custom_files_match_reference(shared_dir, fname, layout, ref_cls, kwargs):
     path = shared_dir / "checkpoints" / fname

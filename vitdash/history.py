@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS audits (
 CREATE INDEX IF NOT EXISTS audits_sha256 ON audits (sha256);
 CREATE INDEX IF NOT EXISTS audits_created ON audits (created_at);
 """
+CSV_DIGITS = 4  # confidence and top-1 are fractions: 0.9056, not 0.9055555462837219
 CSV_COLUMNS = ("id", "created_at", "sha256", "file_name", "size_bytes", "source", "verdict", "confidence", "family",
                "family_kind", "top1", "accuracy_data", "reviewer", "note")
 
@@ -84,7 +85,8 @@ class AuditRecord:
                           "variant": f"family {self.family} (variant)"}.get(self.family_kind or "",
                                                                             f"family {self.family}"))
         if self.top1 is not None:
-            parts.append(f"top-1 {self.top1:.1%} on {self.accuracy_data or 'data'}")
+            parts.append(f"top-1 {self.top1:.1%} on {self.accuracy_data or 'data'}"
+                         + (" (not the model's domain)" if off_domain(self.accuracy) else ""))
         return ", ".join(parts) + (f'. Note: "{self.note}"' if self.note else "")
 
 
@@ -218,7 +220,7 @@ class AuditHistory:
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow(r.to_dict())
+            writer.writerow({k: round(v, CSV_DIGITS) if isinstance(v, float) else v for k, v in r.to_dict().items()})
         return out.getvalue()
 
 
@@ -251,7 +253,7 @@ def accuracy_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """What history keeps of an accuracy result (`EvalResult.to_dict()`): the scores and how they were measured,
     not per-image detail."""
     keep = ("top1", "top5", "top5_k", "n_images", "n_classes", "num_outputs", "chance_top1", "reference_top1",
-            "label_mapping", "preprocessing", "device", "dtype", "images_per_s", "cancelled")
+            "label_mapping", "preprocessing", "device", "dtype", "images_per_s", "cancelled", "domain")
     out = {k: result[k] for k in keep if k in result}
     data = result.get("data")
     if isinstance(data, Mapping):
@@ -259,12 +261,25 @@ def accuracy_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def off_domain(accuracy: Any) -> str:
+    """Why an accuracy result (`EvalResult` or its dict) says nothing about the model, or '' when it does."""
+    acc = accuracy.to_dict() if hasattr(accuracy, "to_dict") else accuracy
+    domain = (acc or {}).get("domain") or {}
+    return domain.get("message", "") if domain.get("mismatch") else ""
+
+
 def record_audit(history: AuditHistory, ckpt, *, audit=None, family=None, accuracy=None, reviewer: str = "",
-                 note: str = "") -> AuditRecord:
+                 note: str = "", off_domain_confirmed: bool = False) -> AuditRecord:
     """Save what the analyses found about `ckpt`: `audit` (vitdash.verdict.Audit), `family`
-    (vitdash.family.FamilyMatch or ArchitectureReport), `accuracy` (vitdash.evaluate.EvalResult or its dict)."""
+    (vitdash.family.FamilyMatch or ArchitectureReport), `accuracy` (vitdash.evaluate.EvalResult or its dict).
+
+    An accuracy measured on data that is not the model's domain is saved only with `off_domain_confirmed`:
+    as "the model's accuracy" it would mislead everyone who finds the record later."""
     match = getattr(family, "match", family)  # an ArchitectureReport carries the FamilyMatch
     acc = accuracy.to_dict() if hasattr(accuracy, "to_dict") else accuracy
+    why = off_domain(acc) if acc else ""
+    if why and not off_domain_confirmed:
+        raise VitdashError(f"not saved: {why} Confirm explicitly to save it anyway.")
     details: dict[str, Any] = {"layout": ckpt.layout, "format": ckpt.format, "num_params": ckpt.num_params}
     if audit is not None:
         details["audit"] = {k: v for k, v in audit.to_dict().items() if k != "tensors"}

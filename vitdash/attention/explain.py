@@ -34,13 +34,13 @@ from PIL import Image
 
 from vitdash.attention.capture import TokenLayout, check_model, pool_query, prepare_twin, run_twin, token_layout
 from vitdash.attention.rollout import HEAD_FUSIONS, check_discard_ratio, fuse_heads, grad_weighted, rollout
-from vitdash.data.labels import class_names
 from vitdash.data.transforms import Preprocessing
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
 from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
+from vitdash.perform.domain import head_names
 
 METHODS = ("rollout", "grad_rollout")
 
@@ -301,7 +301,7 @@ def explain_images(ckpt: Checkpoint, images: Sequence[Image.Image], *, model: to
     if h % ph or w % pw:  # round down to whole patches (the patch conv would silently drop the rest)
         prep = resolve_preprocessing(ckpt, arch, {**overrides, "img_size": (h // ph * ph, w // pw * pw)})
     batch, shown = preprocess(images, prep)
-    names = class_names(arch.num_classes, ckpt.metadata) if arch.num_classes else None
+    names = head_names(ckpt, arch.num_classes, arch.img_size, arch.in_chans)
     results = explain(model, batch, names=names, **settings)
     for result, image in zip(results, shown):
         result.image = image

@@ -95,6 +95,22 @@ class Dataset:
         out.notes.append(f"limited to {limit} of {len(self)} images (random subset, seed {seed})")
         return out
 
+    def image_size(self, sample: int = 5) -> tuple[int, int] | None:
+        """(height, width) of the images, the median of the first few (file headers only); None if unreadable."""
+        sizes = []
+        for item in self.items[:sample]:
+            if isinstance(item, np.ndarray):
+                sizes.append(item.shape[:2])
+                continue
+            try:
+                with Image.open(item) as im:
+                    sizes.append((im.height, im.width))
+            except (OSError, ValueError):
+                continue
+        if not sizes:
+            return None
+        return int(np.median([s[0] for s in sizes])), int(np.median([s[1] for s in sizes]))
+
     def class_counts(self) -> list[int]:
         return np.bincount(np.asarray(self.labels, dtype=int), minlength=len(self.classes)).tolist()
 

@@ -37,7 +37,8 @@ def heads_figure(maps: np.ndarray, layer: int, colormap: str = "Jet", columns: i
 
 def top5_figure(predictions: Sequence[Prediction], title: str = "top-5 predictions") -> go.Figure:
     """Horizontal bars of class probabilities, the most likely on top."""
-    labels = [f"{p.index}: {p.label}" if p.label else str(p.index) for p in predictions]
+    labels = [(p.label if p.label == str(p.index) else f"{p.label} ({p.index})") if p.label else f"class {p.index}"
+              for p in predictions]
     fig = go.Figure(go.Bar(x=[p.probability for p in predictions], y=labels, orientation="h",
                            text=[f"{p.probability:.1%}" for p in predictions], textposition="auto"))
     fig.update_layout(title=title, xaxis=dict(title="probability", range=[0, 1]),  # unnamed classes are numbers:

@@ -48,16 +48,23 @@ def per_class_figure(result: EvalResult) -> go.Figure:
     return fig
 
 
+OUTSIDE = "none of these (another head output)"
+
+
 def confusion_figure(result: EvalResult) -> go.Figure | None:
-    """Rows: true class; columns: predicted class, plus 'other' for head outputs that no data class maps to."""
+    """Rows: true class; columns: predicted class. When the head has outputs no data class maps to (a 1000-way
+    head on 10 classes) and the model picks them, one more column counts those predictions, named for what it is."""
     if result.confusion is None:
         return None
     labels = result.confusion["labels"]
-    z = [row + [other] for row, other in zip(result.confusion["matrix"], result.confusion["other"])]
-    fig = go.Figure(go.Heatmap(z=z, x=labels + ["other"], y=labels, colorscale="Blues",
+    others = result.confusion["other"]
+    outside = any(others)
+    z = [row + [o] for row, o in zip(result.confusion["matrix"], others)] if outside else result.confusion["matrix"]
+    fig = go.Figure(go.Heatmap(z=z, x=labels + [OUTSIDE] if outside else labels, y=labels, colorscale="Blues",
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>"))
     every = len(labels) <= 60  # class names are categories: numeric names ('0'..'9') must not become a number line
-    fig.update_layout(title="Confusion matrix",
+    fig.update_layout(title="Confusion matrix" + (f" ({sum(others)} predictions outside the data's classes)"
+                                                  if outside else ""),
                       xaxis=dict(title="predicted", type="category", tickangle=-45, dtick=1 if every else None),
                       yaxis=dict(title="true", type="category", autorange="reversed", dtick=1 if every else None),
                       height=max(360, 18 * len(labels) + 160))

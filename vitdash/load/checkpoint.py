@@ -12,9 +12,11 @@ from typing import Any
 
 import torch
 
+from vitdash.common.ordering import natural_key
 from vitdash.common.results import jsonable
 
-LAYOUTS = ("timm", "torchvision", "hf", "open_clip", "mae", "model_zoo", "custom", "unknown")
+LAYOUTS = ("timm", "torchvision", "hf", "open_clip", "mae", "model_zoo", "vit-pytorch", "supergradients",
+           "nn.MultiheadAttention", "unknown")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Checkpoint:
     name: str = ""
     is_vit: bool = False
     looks_like: str = ""
+    origins: dict[str, list[str]] = field(default_factory=dict)  # canonical name -> the file's keys it came from
 
     @property
     def num_params(self) -> int:
@@ -140,6 +143,17 @@ class Checkpoint:
         bad = self._integrity()[1]
         nonfinite = [f"non-finite values (NaN/Inf) in {len(bad)} tensor(s): {', '.join(bad[:10])}"] if bad else []
         return nonfinite + list(self.load_warnings)
+
+    def mapping(self) -> list[dict[str, Any]]:
+        """What the layout mapping did, one row per tensor: the file's key(s) -> the name analyses use, in
+        natural order of the file's keys (a generic tensor set keeps its own names)."""
+        rows = []
+        for name in self.tensors:
+            info = self.tensors.info(name)
+            rows.append({"original key": " + ".join(self.origins.get(name, [name])), "canonical name": name,
+                         "shape": "x".join(map(str, info.shape)), "dtype": str(info.dtype).removeprefix("torch."),
+                         "params": info.numel})
+        return sorted(rows, key=lambda r: natural_key(r["original key"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {

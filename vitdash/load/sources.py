@@ -349,5 +349,5 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
         warnings.append(f"{len(unexplained)} tensor(s) not part of the canonical ViT: " + ", ".join(unexplained[:8]))
     return Checkpoint(tensors=found.tensors, source=source, format=raw.format, layout=layout, canonical=True,
                       wrappers=raw.wrappers + found.wrappers, metadata=metadata, unmapped_keys=found.unmapped,
-                      unmapped_reasons=found.aside,
-                      load_warnings=warnings, integrity=_integrity(raw), size_bytes=size, name=name, is_vit=True, looks_like="ViT")
+                      unmapped_reasons=found.aside, load_warnings=warnings, integrity=_integrity(raw), size_bytes=size,
+                      name=name, is_vit=True, looks_like="ViT", origins=found.origins)

@@ -24,6 +24,7 @@ from vitdash.identity.family import reference_top1
 from vitdash.identity.model import build_model
 from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
+from vitdash.perform.domain import domain_check
 from vitdash.perform.engine import (
     EngineOptions,
     cpu_threads,
@@ -68,6 +69,12 @@ class EvalResult:
     elapsed_s: float
     cancelled: bool
     warnings: list[str]
+    domain: dict[str, Any] | None = None  # `DomainCheck.to_dict()`: is the data the model's domain?
+
+    @property
+    def off_domain(self) -> str:
+        """Why the number says nothing about the model (the data is not its domain), or ''."""
+        return self.domain["message"] if self.domain and self.domain.get("mismatch") else ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +137,7 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
     ds = (data if isinstance(data, Dataset) else discover(data)).limited(opts.limit)
     arch = arch or infer_architecture(ckpt)
     mapping = map_labels(ds, ckpt.metadata, arch.num_classes)
+    domain = domain_check(ckpt, ds, arch.num_classes, arch.img_size, arch.in_chans, mapping)
     prep = resolve_preprocessing(ckpt, arch, overrides)
     k = min(5, arch.num_classes)
     tops: list[np.ndarray] = []
@@ -152,7 +160,8 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
         raise VitdashError(f"none of the {len(ds)} files in {ds.root} could be read as an image")
     scores = score(top_k, y, mapping, ds.class_names())
     reference = reference_top1(ckpt, arch)
-    warnings = ([mapping.warning] if mapping.warning else []) + prep.notes + ds.notes
+    warnings = ([domain.message] if domain.mismatch else []) + ([mapping.warning] if mapping.warning else []) \
+        + prep.notes + ds.notes  # the domain first: it decides whether the number means anything
     if stats.cancelled:
         warnings.insert(0, f"cancelled after {stats.n_images} of {len(ds)} images: partial result")
     return EvalResult(
@@ -164,4 +173,5 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
         label_mapping=mapping.to_dict(), per_class=scores["per_class"], confusion=scores["confusion"],
         preprocessing=prep.to_dict(), device=str(device), dtype=dtype_name(dtype), batch_size=opts.batch_size,
         num_workers=stats.num_workers, compiled=opts.compile, images_per_s=stats.images_per_s,
-        model_images_per_s=model_ips, elapsed_s=stats.elapsed_s, cancelled=stats.cancelled, warnings=warnings)
+        model_images_per_s=model_ips, elapsed_s=stats.elapsed_s, cancelled=stats.cancelled, warnings=warnings,
+        domain=domain.to_dict())

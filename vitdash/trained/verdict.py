@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from vitdash.common.compute import one_thread
+from vitdash.common.ordering import natural_sorted
 from vitdash.common.results import Progress, ProgressFn, finite_float, jsonable
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import infer_architecture
@@ -227,11 +228,20 @@ def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...
 
 def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
     """Every known prior's fit to one tensor, best first: what the page draws over its histogram."""
+    return tensors_fits(ckpt, [name], seed)[name]
+
+
+def tensors_fits(ckpt: Checkpoint, wanted: list[str], seed: int = 0) -> dict[str, list[P.PriorFit]]:
+    """`tensor_fits` for several tensors, roles assigned once (the same numbers the audit found)."""
     store = ckpt.tensors
     names = [n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1]
     roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)
-    w = weight_of(name, roles)
-    return _fits([store[name]], roles[name], store.shape(w) if w else None, _initializer_range(ckpt), seed)[0][2]
+    out = {}
+    for name in wanted:
+        w = weight_of(name, roles)
+        out[name] = _fits([store[name]], roles[name], store.shape(w) if w else None, _initializer_range(ckpt),
+                          seed)[0][2]
+    return out
 
 
 _TOKENS = ("cls_token", "dist_token", "reg_token", "mask_token")
@@ -376,8 +386,8 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     """Read every floating-point tensor once, then decide per tensor and for the model."""
     start = time.perf_counter()
     store = ckpt.tensors
-    names = [n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1
-             and store.info(n).numel > 0]
+    names = natural_sorted(n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1
+                           and store.info(n).numel > 0)  # every table and chart lists blocks.2 before blocks.10
     if not names:
         raise VitdashError("the checkpoint holds no floating-point tensors to audit")
     roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)

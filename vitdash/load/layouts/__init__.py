@@ -39,8 +39,10 @@ def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Det
             layout = module.NAME
             if layout == "timm" and "vit" in wrappers:
                 layout = "model_zoo"  # the ViT Model Zoo stores timm keys under `vit.`
+            prefix = "".join(f"{w}." for w in wrappers)  # the file's keys, before the wrappers were stripped
+            origins = {dst: [prefix + k for k in keys] for dst, keys in canon.origins.items()}
             return Detected(layout, canon.store(), canon.leftover(), wrappers, canon.notes + canon.aside_notes(),
-                            canon.metadata, canon.explained())
+                            canon.metadata, canon.explained(), origins)
     return None
 
 

@@ -23,6 +23,7 @@ class Canon:
         self.loaders: dict[str, Callable[[], torch.Tensor]] = {}
         self.infos: dict[str, TensorInfo] = {}
         self.used: set[str] = set()
+        self.origins: dict[str, list[str]] = {}  # canonical name -> the source keys it is made from
         self.notes: list[str] = []
         self.metadata: dict[str, Any] = {}
         self.aside: dict[str, str] = {}  # source key -> why it is not part of the image model
@@ -51,6 +52,7 @@ class Canon:
         """dst = fn(*src tensors) (identity for one source); `shape` is the result's shape."""
         keys = [srcs] if isinstance(srcs, str) else list(srcs)
         self.used.update(keys)
+        self.origins[dst] = keys
         loaders = [self.src.loader(k) for k in keys]
         fn = fn or (lambda t: t)
         self.loaders[dst] = lambda: fn(*(ld() for ld in loaders))
@@ -103,6 +105,7 @@ class Detected:
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     aside: dict[str, str] = field(default_factory=dict)  # left-over key -> why (the rest of `unmapped` is unexplained)
+    origins: dict[str, list[str]] = field(default_factory=dict)  # canonical name -> the file's keys
 
 
 def strip_prefix(src: TensorStore, prefix: str) -> TensorStore:

@@ -10,7 +10,7 @@ import math
 
 from vitdash.load.layouts.canon import Canon, rename_by_rules
 
-NAME = "custom"
+NAME = "vit-pytorch"
 
 _L = r"transformer\.layers\.(\d+)\."
 _RULES = [

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from vitdash.load.layouts.canon import Canon
 
-NAME = "custom"
+NAME = "nn.MultiheadAttention"
 
 _BLOCK = re.compile(r"^(?P<c>.+?)\.(?P<i>\d+)\.(?P<rest>.+)$")
 

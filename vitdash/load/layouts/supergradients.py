@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from vitdash.load.layouts.canon import Canon, rename_by_rules
 
-NAME = "custom"
+NAME = "supergradients"
 
 _B = r"transformer\.blocks\.(\d+)\."
 _RULES = [
