@@ -377,7 +377,7 @@ def test_figures():
     assert len(fig.data) == 5 and [a.text for a in fig.layout.annotations] == [f"head {i}" for i in range(5)]
     assert map_figure(maps[0], "x").data[0].z.shape == (3, 4)
     bars = top5_figure([Prediction(3, 0.5, "cat"), Prediction(1, 0.2, None)])
-    assert list(bars.data[0].y) == ["3: cat", "1"]
+    assert list(bars.data[0].y) == ["cat (3)", "class 1"]  # the name first, where the head has names
     assert bars.layout.yaxis.type == "category"  # unnamed classes ("0", "8") are rows, not a number line
 
 
@@ -400,7 +400,8 @@ def test_cli_rollout_json_and_png(tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["grid"] == [2, 4] and d["num_prefix_tokens"] == 5 and d["source"] == "registers"
     assert np.asarray(d["map"]).shape == (2, 4) and d["top5"] is None and d["head_fusion"] == "max"
-    assert Image.open(out).size == (56 * 8, 28 * 8)  # short side upscaled to >= 224 px, whole factors
+    w, h = Image.open(out).size  # short side upscaled to >= 224 px, whole factors, then the colour bar on the
+    assert w > 56 * 8 + 14 and h > 28 * 8  # right and the file names and settings under it
 
     assert main(["rollout", str(ckpt), str(ckpt)]) == 2
     assert "not an image" in capsys.readouterr().err
@@ -487,3 +488,68 @@ def test_image_choices_merge_and_default_to_labelled_photographs():
     assert image_data_for(3) == "" and image_data_for(1) == "digits"
     assert b.title == "b (sample folder) - dog"
     assert ImageRef("n1_dog", "folder", "/p", "dog").title == "n1_dog (sample folder)"
+
+
+# ----------------------------------------------------------------------------- outlier patches and artifact tokens
+
+
+def test_hot_patches_are_found_saturated_and_marked():
+    from vitdash.attention.artifacts import find_artifacts, treat
+
+    rng = np.random.default_rng(0)
+    flat = rng.random((20, 20)) + 1.0  # a readable map: no patch stands out of its 98% quantile by 4x
+    assert not find_artifacts(flat).found and find_artifacts(flat).describe() == ""
+    hot = flat.copy()
+    hot[3, 4], hot[10, 11] = 400.0, 90.0
+    found = find_artifacts(hot)
+    assert found.hot == [(3, 4), (10, 11)] and found.share > 0.4 and found.peak_ratio > 100
+    capped = treat(hot, found.hot, "saturate")
+    assert capped[3, 4] == capped[10, 11] == flat.max() and np.array_equal(capped[0], hot[0])
+    assert treat(hot, found.hot, "leave out")[3, 4] == flat.min()
+    assert np.array_equal(treat(hot, found.hot, "show"), hot)
+    with pytest.raises(VitdashError, match="unknown treatment"):
+        treat(hot, found.hot, "blur")
+
+
+def test_high_norm_tokens_in_the_last_blocks():
+    from vitdash.attention.artifacts import find_artifacts
+
+    norms = np.full((4, 6, 6), 50.0)
+    norms[-1, 2, 5] = 400.0  # Darcet et al.'s signature: a patch token whose norm explodes in a late block
+    found = find_artifacts(np.ones((6, 6)), norms)
+    assert found.high_norm == [(2, 5)] and found.norm_ratio == pytest.approx(8.0)
+    assert "high-norm token" in found.describe() and "Vision Transformers Need Registers" in found.describe()
+
+
+def test_results_carry_token_norms_and_pictures_carry_their_settings(shared_dir):
+    from PIL import Image
+
+    from vitdash.data.samples import samples
+    from vitdash.load.sources import load
+
+    ckpt = load(shared_dir / "checkpoints" / "dinov2-small-hf")
+    result = explain_images(ckpt, [samples()[0].load()], img_size=224)[0]
+    assert result.token_norms.shape == (4, 16, 16) and (result.token_norms > 0).all()
+    found = result.artifacts()
+    assert found.hot  # the shared DINOv2's rollout: a few patches soak up the class token's attention
+    assert "their token norms are ordinary" in found.describe()  # ViT-S: no high-norm tokens (Darcet et al.)
+    plain, _ = result.picture(artifacts="show")
+    picture, again = result.picture(caption=["dinov2-small-hf: china", "rollout, mean heads"])
+    assert again == found and picture.width > plain.width - 1 and picture.height > plain.height  # caption rows
+    assert [tuple(p) for p in result.to_dict()["artifacts"]["hot"]] == found.hot
+    assert isinstance(picture, Image.Image)
+
+
+def test_overlay_picture_has_a_colour_bar_marks_and_a_caption():
+    from PIL import Image
+
+    from vitdash.attention import overlay as O
+
+    image = Image.new("RGB", (80, 80), (0, 0, 0))
+    values = np.arange(16, dtype=float).reshape(4, 4)
+    bare = O.blend(image, values, "Greys", 1.0)
+    pic = O.overlay_picture(image, values, colormap="Greys", opacity=1.0, marked=[(0, 0)], caption=["a.png", "x"])
+    assert pic.width > 80 + 14 and pic.height >= 80 + 2 * 16  # bar and labels on the right, two caption lines
+    px = np.asarray(pic)
+    assert tuple(px[1, 1]) != tuple(np.asarray(bare)[1, 1])  # patch (0, 0) outlined
+    assert tuple(px[2, 80 + 8 + 3]) != tuple(px[78, 80 + 8 + 3])  # the bar runs from high (top) to low

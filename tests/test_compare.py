@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from vitdash.common.ordering import natural_key
 from vitdash.errors import VitdashError
 from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
 from vitdash.population.compare import compare
@@ -92,7 +93,7 @@ def test_head_resized_and_removed():
     a = checkpoint_from_state_dict(tiny_state(10))
     resized = compare(a, checkpoint_from_state_dict(tiny_state(5)), verdicts=False)
     assert resized.head.status == "resized" and (resized.head.classes_a, resized.head.classes_b) == (10, 5)
-    assert resized.resized == ["head.weight", "head.bias"]
+    assert resized.resized == ["head.bias", "head.weight"]  # natural order, as every table lists them
     head = next(t for t in resized.tensors if t.name == "head.weight")
     assert head.rel_change is None and head.cosine is None
     assert {g.group: g.rel_change for g in resized.groups}["head"] is None  # nothing comparable in the head
@@ -104,7 +105,7 @@ def test_head_resized_and_removed():
 
     headless = {k: v for k, v in tiny_state(10).items() if not k.startswith("head.")}
     removed = compare(a, checkpoint_from_state_dict(headless), verdicts=False)
-    assert removed.head.status == "removed" and removed.only_in_a == ["head.weight", "head.bias"]
+    assert removed.head.status == "removed" and removed.only_in_a == ["head.bias", "head.weight"]
     assert not removed.same_weights and removed.rel_change == 0  # everything it kept is identical
 
 
@@ -115,7 +116,7 @@ def test_verdict_statistics_change_from_init_to_trained():
     folder = tiny_zoo() / "pretraining" / PARENT
     init, trained = load(folder / "checkpoint_000000" / "checkpoints"), load(folder)
     cmp = compare(init, trained)
-    assert cmp.model_verdict_a == "random" and cmp.model_verdict_b != "random"
+    assert cmp.model_verdict_a == "init" and cmp.model_verdict_b != "init"
     assert trained.layout == "model_zoo" and cmp.head.status == "fine-tuned"
     qkv = next(t for t in cmp.tensors if t.name == "blocks.0.attn.qkv.weight")
     assert qkv.verdict_a["verdict"] != "trained" and qkv.stat_change("structure") > 0
@@ -167,3 +168,18 @@ def test_comparison_figures():
     assert bars["blocks.1"] == pytest.approx(0.2) and bars["blocks.0"] == 0
     assert len(tensor_changes_figure(cmp).data[0].x) == sum(t.rel_change is not None for t in cmp.tensors)
     assert len(verdict_change_figure(cmp, "std").data[0].x) > 0
+
+
+def test_different_architectures_say_so_and_give_no_overall_number(shared_dir):
+    """Two MNIST ViTs of other widths and depths share a few tensor shapes (the class token): those are compared
+    one by one, but nothing pretends the two are one model moved."""
+    ck = shared_dir / "checkpoints"
+    cmp = compare(load(ck / "mnist_vit_lucidrains_layout.pt"), load(ck / "mnist_vit_torchvision_layout.pth"),
+                  verdicts=False)
+    assert cmp.architectures and "depth 6 vs 2" in cmp.architectures
+    assert cmp.rel_change is None and cmp.to_dict()["rel_change"] is None
+    text = cmp.summary()
+    assert text.startswith("Different architectures") and "Moved most" not in text and "Overall" not in text
+    assert cmp.matched and all(t.rel_change is not None for t in cmp.matched)
+    assert all(t.rel_change is None for t in cmp.tensors if t.resized)
+    assert [t.name for t in cmp.tensors] == sorted((t.name for t in cmp.tensors), key=natural_key)

@@ -159,4 +159,4 @@ def test_audit_calls_the_demo_trained_and_its_twin_random(demo_pair):
 
     trained, init = audit(load(demo_pair.trained)), audit(load(demo_pair.init))
     assert trained.verdict == "trained" and not trained.at_init, trained.summary
-    assert init.verdict == "random", init.summary
+    assert init.verdict == "init", init.summary

@@ -123,12 +123,24 @@ def test_progress_and_cancel(tmp_path, tiny_vit_ckpt):
     seen: list[Progress] = []
     r = evaluate(tiny_vit_ckpt, data, EngineOptions(device="cpu", batch_size=2), progress=seen.append,
                  measure_throughput=False)
-    assert [p.done for p in seen] == [2, 4, 6, 7] and seen[-1].fraction == 1.0 and seen[-1].eta_s == 0
+    done = [p.done for p in seen]
+    assert done == sorted(done) and done[-1] == 7 and seen[-1].fraction == 1.0 and seen[-1].eta_s == 0
+    # it moves from the first second: before the model is built and before the first images are read
+    assert done[:2] == [0, 0] and "building" in seen[0].message and "reading" in seen[1].message
     assert not r.cancelled
-    calls = iter([False, True])
+    calls = iter([False] + [True] * 20)
     r = evaluate(tiny_vit_ckpt, data, EngineOptions(device="cpu", batch_size=2), should_stop=lambda: next(calls))
-    assert r.cancelled and r.n_images == 2 and r.model_images_per_s is None
-    assert r.warnings[0].startswith("cancelled after 2 of 7")
+    assert r.cancelled and 1 <= r.n_images <= 2 and r.model_images_per_s is None
+    assert r.warnings[0].startswith(f"cancelled after {r.n_images} of 7")
+
+
+def test_cpu_batches_are_fed_in_chunks_so_progress_moves_inside_a_batch(tmp_path, tiny_vit_ckpt):
+    """A batch of large images takes minutes on a CPU: the first image of it is reported on its own."""
+    data = _folder_with_junk(tmp_path / "data")
+    seen: list[Progress] = []
+    r = evaluate(tiny_vit_ckpt, data, EngineOptions(device="cpu", batch_size=64), progress=seen.append,
+                 measure_throughput=False)
+    assert r.n_images == 6 and any(0 < p.done < 7 for p in seen)  # one 7-file batch, yet reports inside it
 
 
 def test_headless_checkpoint_is_refused(tmp_path):

@@ -232,3 +232,18 @@ def test_describe_is_json_ready_and_says_when_not_a_vit():
     out = describe(cnn)
     assert reference_top1(cnn) is None
     assert out["architecture"] is None and out["family"] is None and "recognized ViT" in out["architecture_error"]
+
+
+def test_breakdown_shows_parameters_and_compute_on_the_same_components(shared_dir):
+    from vitdash.figures.identity import breakdown_figure, family_scatter
+
+    cx = complexity(load(shared_dir / "checkpoints" / "dinov2-small-hf"))
+    fig = breakdown_figure(cx.params, {k: v / 1e9 for k, v in cx.macs.items()})
+    params, compute = fig.data
+    assert list(params.y) == list(compute.y) and "attention (q/k/v, out; scores)" in params.y
+    assert not any("N^2" in label or "projections" in label for label in params.y)  # merged into attention
+    shares = dict(zip(compute.y, compute.x))
+    total = sum(cx.macs.values())
+    assert shares["attention (q/k/v, out; scores)"] == pytest.approx(
+        (cx.macs["attention_proj"] + cx.macs["attention_matrix"]) / total)
+    assert family_scatter(family_rows(), 22, 4.6, "x").layout.yaxis.title.text == "GFLOPs"

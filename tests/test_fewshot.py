@@ -88,3 +88,34 @@ def test_fewshot_on_digits_and_cli_json(tmp_path, tiny_vit_ckpt, capsys):
     assert [p["shots"] for p in out["results"]] == [1, 5]
     for p in out["results"]:
         assert {"shots", "accuracy_mean", "accuracy_std", "random_init_accuracy_mean"} <= set(p)
+
+
+def test_run_estimate_is_measured_on_one_batch_and_scales_by_compute(shared_dir):
+    """DINOv2 at its native 518 px costs ~8x its 224 px compute: the quick default is the largest size that answers
+    in about a minute, never below 224 px (a 4x4-patch input tells nothing), and the estimate says so in words."""
+    from vitdash.data.datasets import discover, group_coarse
+    from vitdash.identity.architecture import infer_architecture
+    from vitdash.identity.model import build_model
+    from vitdash.load.sources import load
+    from vitdash.perform.estimate import QUICK_FLOOR, candidate_sizes, estimate_run
+
+    ckpt = load(shared_dir / "checkpoints" / "dinov2-small-hf")
+    arch = infer_architecture(ckpt)
+    ds = group_coarse(discover(shared_dir / "images" / "imagenet-sample"))
+    sizes = candidate_sizes(arch)
+    assert sizes[0] == 518 and all(s % 14 == 0 for s in sizes) and sizes == sorted(sizes, reverse=True)
+    est = estimate_run(ckpt, arch, ds, build_model(ckpt, arch), models=2, target_s=1e9)
+    assert est.measured_at == 224 and est.measured_images == 2 and est.n_images == 200
+    assert est.quick == 518  # everything fits an unbounded budget
+    assert 6 < est.seconds[518] / est.seconds[224] < 10  # the N^2 attention of 1370 tokens
+    tight = estimate_run(ckpt, arch, ds, build_model(ckpt, arch), models=2, target_s=1e-3)
+    assert tight.quick == QUICK_FLOOR
+    text = tight.describe()
+    assert text.startswith("about ") and "at 518 px" in text and "at 224 px" in text
+
+
+def test_fewshot_reports_before_building_the_models(tiny_vit_ckpt):
+    seen = []
+    fewshot(tiny_vit_ckpt, "digits", shots=(1,), n_splits=1, options=EngineOptions(device="cpu", limit=100),
+            progress=seen.append)
+    assert seen[0].done == 0 and "random-init twin" in seen[0].message

@@ -48,10 +48,10 @@ def test_find_by_hash_lists_newest_first_and_only_that_content(tmp_path):
 
 def test_list_filters(tmp_path):
     h = AuditHistory(tmp_path / "h.sqlite")
-    _rec(h, 1, verdict="random", reviewer="ana", note="100% sure")
+    _rec(h, 1, verdict="init", reviewer="ana", note="100% sure")
     _rec(h, 2, verdict="trained", reviewer="bo", family="DeiT-S")
     _rec(h, 3, verdict="partial", reviewer="bo")
-    assert [r.file_name for r in h.list(verdicts=["random", "partial"])] == ["model3.safetensors", "model1.safetensors"]
+    assert [r.file_name for r in h.list(verdicts=["init", "partial"])] == ["model3.safetensors", "model1.safetensors"]
     assert [r.id for r in h.list(reviewer="bo")] == [3, 2]
     assert [r.id for r in h.list(text="deit")] == [2]  # case-insensitive, any text column
     assert [r.id for r in h.list(text="100%")] == [1]  # % and _ are literal
@@ -129,7 +129,7 @@ def test_record_audit_from_real_analyses(tmp_path, tiny_vit_ckpt):
     audit = verdict.audit(tiny_vit_ckpt)
     arch = report(tiny_vit_ckpt)
     rec = record_audit(h, tiny_vit_ckpt, audit=audit, family=arch, reviewer="ana", note="init check")
-    assert rec.sha256 == tiny_vit_ckpt.sha256 and rec.verdict == audit.verdict == "random"
+    assert rec.sha256 == tiny_vit_ckpt.sha256 and rec.verdict == audit.verdict == "init"
     assert rec.family == arch.match.name and rec.family_kind == arch.match.kind
     assert rec.details["audit"]["summary"] == audit.summary and "tensors" not in rec.details["audit"]
     assert h.find_by_hash(tiny_vit_ckpt.sha256)[0].id == rec.id
@@ -141,3 +141,39 @@ def test_describe_does_not_claim_a_custom_network_is_its_nearest_family_member(t
     custom = _rec(h, 2, family="ViT-Ti/16 @224", family_kind="custom").describe()
     assert "custom architecture (nearest family member ViT-Ti/16 @224)" in custom
     assert "family ViT-Ti/16 @224 (variant)" in _rec(h, 3, family="ViT-Ti/16 @224", family_kind="variant").describe()
+
+
+def test_csv_floats_are_rounded(tmp_path):
+    h = AuditHistory(tmp_path / "h.sqlite")
+    _rec(h, 1, confidence=0.9055555462837219, accuracy={**ACC, "top1": 0.20033388981636062})
+    row = next(csv.DictReader(io.StringIO(h.to_csv())))
+    assert (row["confidence"], row["top1"]) == ("0.9056", "0.2003")
+
+
+def test_an_old_history_reads_the_untrained_verdict_as_init(tmp_path):
+    """Schema 1 wrote 'random' for an untrained model; the per-tensor word was already 'init'."""
+    path = tmp_path / "h.sqlite"
+    _rec(AuditHistory(path), 1, verdict="random")  # what a schema-1 database holds
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA user_version=1")
+    assert [r.verdict for r in AuditHistory(path).list(verdicts=["init"])] == ["init"]
+
+
+def test_an_accuracy_off_the_models_domain_is_saved_only_when_confirmed(tmp_path, shared_dir):
+    """A Fashion-MNIST model scored on 8x8 digits: the number says nothing about it, so it is not saved as the
+    model's accuracy unless someone confirms, and then it says so wherever it is shown."""
+    from vitdash.load.sources import load
+    from vitdash.perform.engine import EngineOptions
+    from vitdash.perform.evaluate import evaluate
+
+    ckpt = load(shared_dir / "checkpoints" / "fmnist_vit_custom.pth")
+    acc = evaluate(ckpt, "digits", EngineOptions(limit=40), measure_throughput=False)
+    assert acc.off_domain.startswith("This model was trained on 28x28 grayscale Fashion-MNIST")
+    assert "scikit-learn digits, 8x8 px: the number says nothing about it" in acc.off_domain
+    assert acc.warnings[0] == acc.off_domain  # said first
+    h = AuditHistory(tmp_path / "h.sqlite")
+    with pytest.raises(VitdashError, match="not saved: This model was trained on"):
+        record_audit(h, ckpt, accuracy=acc, reviewer="ana")
+    assert h.count() == 0
+    rec = record_audit(h, ckpt, accuracy=acc, reviewer="ana", off_domain_confirmed=True)
+    assert "(not the model's domain)" in rec.describe()

@@ -321,3 +321,25 @@ def test_dino_teacher_backbone_beside_projection_head():
     assert sorted(ckpt.unmapped_keys) == ["head.last_layer.weight_g", "head.mlp.0.weight"]
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+def test_mapping_lists_the_files_own_keys_in_natural_order(shared_dir):
+    """What the Overview's mapping table shows: each canonical tensor beside the file key(s) it came from."""
+    ckpt = load(shared_dir / "checkpoints" / "dinov2-small-hf")
+    rows = ckpt.mapping()
+    assert len(rows) == len(ckpt.tensors)
+    by_name = {r["canonical name"]: r for r in rows}
+    assert by_name["blocks.0.attn.qkv.weight"]["original key"] == (
+        "encoder.layer.0.attention.attention.query.weight + encoder.layer.0.attention.attention.key.weight + "
+        "encoder.layer.0.attention.attention.value.weight")
+    assert by_name["blocks.2.ls1.gamma"]["original key"] == "encoder.layer.2.layer_scale1.lambda1"
+    keys = [r["original key"] for r in rows]
+    assert keys.index("encoder.layer.2.mlp.fc1.bias") < keys.index("encoder.layer.10.mlp.fc1.bias")
+
+
+def test_wrapped_keys_are_shown_with_their_wrapper():
+    import timm
+
+    ref = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=0)
+    ckpt, _ = _canonical_model({f"module.{k}": v for k, v in ref.state_dict().items()}, metadata={"num_heads": 3})
+    assert {r["original key"] for r in ckpt.mapping()} == {f"module.{k}" for k in ref.state_dict()}

@@ -155,7 +155,7 @@ def test_list_library_gathers_every_source_once(isolated, demo_pair, request):
     assert origins.count(library.ORIGIN_FOLDER) == 4 and origins.count(library.ORIGIN_HF) == 1
     assert len({os.path.realpath(e.source) for e in entries}) == len(entries)
     assert entries[0].source == str(demo_pair.trained) and entries[0].ready
-    assert "demo: digits-vit-trained" in entries[0].label
+    assert entries[0].label.startswith("digits-vit-trained (demo")
 
 
 def test_demo_entries_are_listed_before_they_exist_and_prepare_builds_them(tmp_path, monkeypatch):
@@ -195,3 +195,13 @@ def test_save_upload_refuses_clearly(tmp_path):
         library.save_upload(b"data", "m.pth", blocker / "sub")
     with pytest.raises(VitdashError, match="no usable file name"):
         library.save_upload(b"data", "...", tmp_path)
+
+
+def test_labels_lead_with_the_models_own_name():
+    """A narrow sidebar cuts the end of a label: two files of one folder must differ in their first words."""
+    a = library.LibraryEntry("checkpoints/mnist_vit_torchvision_layout.pth", "/x/a.pth", "file", 474767)
+    b = library.LibraryEntry("checkpoints/mnist_vit_lucidrains_layout.pt", "/x/b.pt", "file", 2029324)
+    assert a.label == "mnist_vit_torchvision_layout.pth (checkpoints/, 463.6 KB)"
+    assert b.label.startswith("mnist_vit_lucidrains_layout.pt (checkpoints/")
+    hub = library.LibraryEntry("timm/vit_tiny@main/model.safetensors", "/h", "file", 0, library.ORIGIN_HF)
+    assert hub.label == "model.safetensors (timm/vit_tiny@main/, Hugging Face cache)"

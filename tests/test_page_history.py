@@ -22,7 +22,7 @@ def db(tmp_path, monkeypatch):
 def _seed(path, n=3):
     h = AuditHistory(path)
     for i in range(n):
-        h.record(sha256=f"{i:064x}", file_name=f"m{i}.pth", size_bytes=10, verdict=["trained", "random"][i % 2],
+        h.record(sha256=f"{i:064x}", file_name=f"m{i}.pth", size_bytes=10, verdict=["trained", "init"][i % 2],
                  reviewer=["ana", "bo"][i % 2], note=f"note {i}")
     return h
 
@@ -39,7 +39,7 @@ def test_lists_filters_and_exports(db):
     at = page_test("history.py").run()
     assert errors(at) == []
     assert len(at.dataframe[0].value) == 3
-    at.multiselect(key="history_verdicts").set_value(["random"]).run()
+    at.multiselect(key="history_verdicts").set_value(["init"]).run()
     assert list(at.dataframe[0].value["file"]) == ["m1.pth"]
     at.multiselect(key="history_verdicts").set_value([]).run()
     at.selectbox(key="history_filter_reviewer").set_value("ana").run()
@@ -74,7 +74,7 @@ def test_recording_needs_a_reviewer_then_saves_and_recognizes_the_file(db):
     assert any("Saved audit #1" in s.value for s in at.success)
     assert any("Already audited 1 time" in i.value for i in at.info)  # counted in the same run
     [rec] = AuditHistory(db).list()
-    assert (rec.reviewer, rec.note, rec.verdict) == ("ana", "init weights, as expected", "random")
+    assert (rec.reviewer, rec.note, rec.verdict) == ("ana", "init weights, as expected", "init")
 
     again = page_test("history.py", TIMM, timeout=120).run()  # a later visit says it was audited
     assert any("Already audited 1 time" in i.value and "by ana" in i.value for i in again.info)

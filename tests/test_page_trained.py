@@ -32,7 +32,7 @@ def test_trained_real_file_with_every_section(shared_dir):
     assert any("normal-score spectrum" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 
-def test_fresh_init_reads_random(tmp_path):
+def test_fresh_init_reads_init(tmp_path):
     from timm.models.vision_transformer import VisionTransformer
 
     sd = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10).state_dict()
@@ -40,9 +40,9 @@ def test_fresh_init_reads_random(tmp_path):
     torch.save(sd, path)
     at = page_test("trained.py", source=str(path), timeout=120).run()
     assert errors(at) == []
-    assert _metrics(at)["Verdict"] == "random"
+    assert _metrics(at)["Verdict"] == "init"
     assert _metrics(at)["Tensors at init"] == str(len(sd))
-    assert any("RANDOM" in md.value for md in at.markdown)
+    assert any("INIT" in md.value for md in at.markdown)
     assert any("timm" in c.value for c in at.caption)  # the init scheme it matches
 
 
@@ -55,7 +55,7 @@ def test_unrecognized_layout_still_gets_a_verdict(tmp_path):
     at = page_test("trained.py", source=str(path), timeout=120).run()
     assert errors(at) == []
     assert any("Layout not recognized" in i.value for i in at.info)
-    assert _metrics(at)["Verdict"] == "random"
+    assert _metrics(at)["Verdict"] == "init"
     assert len(at.get("plotly_chart")) >= 2  # depth x role over the found blocks, and the histogram
 
 

@@ -35,7 +35,7 @@ def test_every_analysis_is_a_section_with_real_results(trained_report):
     assert [s.error for s in rep.sections] == [None] * 6
     data = rep.to_dict()["sections"]
     assert data["checkpoint"]["layout"] == "timm" and data["checkpoint"]["sha256"] == rep.checkpoint["sha256"]
-    assert data["verdict"]["verdict"] in ("trained", "partial")  # not "random": the demo model is trained
+    assert data["verdict"]["verdict"] in ("trained", "partial")  # not "init": the demo model is trained
     assert data["architecture"]["architecture"]["embed_dim"] == 64
     assert data["accuracy"]["top1"] > 0.85 and data["accuracy"]["n_images"] == 200
     assert len(data["attention"]) == 2 and len(data["attention"][0]["map"]) == 4  # a 4x4 patch grid
@@ -65,7 +65,7 @@ def test_json_matches_and_html_escapes_text(demo_pair, tmp_path):
     html_path, json_path = rep.write(tmp_path / "r.html")
     assert json_path == tmp_path / "r.json"
     assert json.loads(json_path.read_text()) == json.loads(rep.to_json())
-    assert json.loads(json_path.read_text())["sections"]["verdict"]["verdict"] == "random"  # the init twin
+    assert json.loads(json_path.read_text())["sections"]["verdict"]["verdict"] == "init"  # the init twin
     text = html_path.read_text()
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 

@@ -24,7 +24,7 @@ def _memory(sd: dict[str, torch.Tensor], canonical: bool = True) -> Checkpoint:
 
 
 def _assert_random(result, sd_names) -> None:
-    assert result.verdict == "random", result.summary
+    assert result.verdict == "init", result.summary
     assert result.confidence >= 0.9
     assert set(result.at_init) == set(sd_names)  # every tensor of a fresh init is at init
     assert all(t.verdict == "init" for t in result.tensors)
@@ -96,7 +96,7 @@ def test_hugging_face_init_is_random(model):
         m = transformers.Dinov2Model(transformers.Dinov2Config(mlp_ratio=2, **common))
     sd = m.state_dict()
     result = audit(_memory(sd, canonical=False))  # its own names: the generic path
-    assert result.verdict == "random", result.summary
+    assert result.verdict == "init", result.summary
     assert set(result.at_init) == {n for n in sd if "mask_token" not in n}
     assert result.likely_init == "hf"
 
@@ -159,7 +159,7 @@ def test_shuffled_entries_are_random(dino):
         perm = torch.randperm(v.numel(), generator=torch.Generator().manual_seed(i))
         sd[k] = v.reshape(-1)[perm].reshape(v.shape)
     result = audit(_memory(sd))
-    assert result.verdict == "random", result.summary
+    assert result.verdict == "init", result.summary
     assert result.likely_init is None  # a shuffled trained histogram is no known init
 
 

@@ -276,3 +276,31 @@ def test_population_figures(report):
     assert len(pred.data[0].x) == 6 and "R^2" in pred.layout.title.text
     profile = figs.layer_profile_figure(report, "rel_to_parent", "seed")
     assert {t.name for t in profile.data} == {"0", "1"}
+
+
+def test_a_folder_is_shown_as_typed_and_other_depths_get_their_own_panel(tmp_path):
+    """A symlinked folder keeps the name the user typed; models with other tensor lists do not share an x-axis;
+    the default scatter never plots a column against itself."""
+    import timm
+
+    from vitdash.figures import population as figs
+
+    real = tmp_path / "real"
+    real.mkdir()
+    torch.save(_tiny_vit(10, 0).state_dict(), real / "a.pth")
+    torch.save(_tiny_vit(10, 1).state_dict(), real / "b.pth")
+    torch.manual_seed(2)
+    deeper = timm.create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, in_chans=1, embed_dim=32, depth=3,
+                               num_heads=2, mlp_ratio=2, num_classes=10)
+    torch.save(deeper.state_dict(), real / "c.pth")
+    typed = tmp_path / "typed"
+    typed.symlink_to(real)
+    rep = audit_zoo(typed)
+    assert rep.root == str(typed) and all(a.model.path.startswith(str(typed)) for a in rep.models)
+    profile = figs.layer_profile_figure(rep, "std")
+    panels = {ann.text for ann in profile.layout.annotations}
+    assert len(panels) == 2 and all(p.endswith("tensors") for p in panels)
+    numeric = figs.numeric_columns(figs.zoo_frame(rep))
+    x, y = figs.scatter_axes(numeric, rep.target)
+    assert x != y and {x, y} <= set(numeric)
+    assert figs.scatter_axes(["num_params"]) == ("num_params", "num_params")  # one column: nothing else to show

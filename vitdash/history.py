@@ -21,7 +21,8 @@ from typing import Any
 
 from vitdash.errors import VitdashError
 
-SCHEMA_VERSION = 1
+# 2: the untrained model verdict is 'init' (it was 'random'), the word every tensor at its initialization has.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audits (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,6 +121,8 @@ class AuditHistory:
                 if version > SCHEMA_VERSION:
                     raise VitdashError(f"{self.path} was written by a newer vitdash (schema {version}); "
                                        "upgrade vitdash or point VITDASH_HISTORY_DB elsewhere")
+                if version < 2:
+                    con.execute("UPDATE audits SET verdict = 'init' WHERE verdict = 'random'")
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.DatabaseError, OSError) as e:
             raise VitdashError(f"cannot open the audit history at {self.path}: {e}") from None

@@ -20,7 +20,7 @@ from typing import Any
 
 from vitdash import __version__
 from vitdash.attention.explain import explain_images
-from vitdash.attention.overlay import blend, to_png, upscale
+from vitdash.attention.overlay import to_png
 from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.samples import data_samples, samples
 from vitdash.errors import VitdashError
@@ -249,7 +249,9 @@ def attention_section(items: Sequence[tuple[str, Any]], colormap: str = "Jet", o
         caption = f"{name}: {result.method}, seen from the {result.source}"
         if result.top5:
             caption += "; top-5: " + ", ".join(f"{p.label or p.index} {p.probability:.0%}" for p in result.top5)
-        img = blend(upscale(result.image), result.map, colormap, opacity)
+        img, found = result.picture(colormap=colormap, opacity=opacity)
+        if found.found:
+            caption += f". Marked: {found.describe()} (saturated, so the colour range shows the rest)"
         figures_html.append(f'<figure><img alt="{_e(name)}" src="{_png_data_uri(img)}">'
                             f"<figcaption>{_e(caption)}</figcaption></figure>")
     body = f'<div class="images">{"".join(figures_html)}</div>'

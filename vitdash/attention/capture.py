@@ -140,10 +140,15 @@ def prepare_twin(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.nn.Modu
     return twin, token_layout(twin, pe.dynamic_feat_size((h, w)))
 
 
-def run_twin(twin: torch.nn.Module, x: torch.Tensor, on_attention: Callable[[int, torch.Tensor], None]) -> torch.Tensor:
-    """Forward the twin, handing each layer's attention (B, heads, N, N) to `on_attention` as it is made."""
+def run_twin(twin: torch.nn.Module, x: torch.Tensor, on_attention: Callable[[int, torch.Tensor], None],
+             on_block: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Forward the twin, handing each layer's attention (B, heads, N, N) to `on_attention` as it is made, and
+    each block's output tokens (B, N, C) to `on_block`."""
     handles = [blk.attn.attn_drop.register_forward_hook(lambda _m, _i, out, i=i: on_attention(i, out))
                for i, blk in enumerate(twin.blocks)]
+    if on_block is not None:
+        handles += [blk.register_forward_hook(lambda _m, _i, out, i=i: on_block(i, out))
+                    for i, blk in enumerate(twin.blocks)]
     try:
         return twin(x.to(next(twin.parameters()).dtype))
     finally:

@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vitdash.attention.artifacts import LAST_BLOCKS, Artifacts, find_artifacts, treat
 from vitdash.attention.capture import TokenLayout, check_model, pool_query, prepare_twin, run_twin, token_layout
+from vitdash.attention.overlay import overlay_picture, upscale
 from vitdash.attention.rollout import HEAD_FUSIONS, check_discard_ratio, fuse_heads, grad_weighted, rollout
 from vitdash.data.transforms import Preprocessing
 from vitdash.errors import VitdashError
@@ -115,6 +117,22 @@ class AttentionResult:
     target_class: int | None = None
     target_label: str | None = None
     image: Image.Image | None = field(default=None, repr=False, compare=False)  # as the model saw it
+    token_norms: np.ndarray | None = field(default=None, repr=False)  # (last blocks, h, w) patch-token norms
+
+    def artifacts(self, values: np.ndarray | None = None) -> Artifacts:
+        """Hot patches of `values` (default: the rollout map) and high-norm tokens of this forward."""
+        return find_artifacts(self.map if values is None else values, self.token_norms)
+
+    def picture(self, values: np.ndarray | None = None, *, artifacts: str = "saturate", colormap: str = "Jet",
+                opacity: float = 0.5, clip: float = 1.0, caption: Sequence[str] = ()) -> tuple[Image.Image, Artifacts]:
+        """The overlay people see (page, report, CLI): `values` (default: the rollout map) on the image as the
+        model saw it, hot patches and high-norm tokens treated as `artifacts` says ('saturate' by default, so
+        the colour range shows the rest) and outlined, with a colour bar and `caption` lines under it."""
+        values = self.map if values is None else values
+        found = self.artifacts(values)
+        shown = treat(values, found.marked, artifacts)
+        return overlay_picture(upscale(self.image), shown, colormap=colormap, opacity=opacity, clip=clip,
+                               marked=found.marked, caption=caption), found
 
     @property
     def depth(self) -> int:
@@ -163,6 +181,7 @@ class AttentionResult:
             "map": self.map.tolist(), "prefix_share": self.prefix_share,
             "top5": [p.to_dict() for p in self.top5] if self.top5 is not None else None,
             "target_class": self.target_class, "target_label": self.target_label,
+            "artifacts": self.artifacts().to_dict(),
         }
 
 
@@ -210,6 +229,12 @@ def explain(
     fused: list[torch.Tensor] = []
     kept: list[torch.Tensor] = []
     source_rows: list[torch.Tensor] = []
+    norms: list[torch.Tensor] = []  # patch-token norms of the last LAST_BLOCKS blocks, (B, N - prefix) each
+    npt, (gh, gw) = layout.num_prefix_tokens, layout.grid
+
+    def on_block(i: int, tokens: torch.Tensor) -> None:
+        if i >= depth - LAST_BLOCKS:
+            norms.append(tokens.detach().float().norm(dim=-1)[:, npt:])
 
     def on_attention(i: int, attn: torch.Tensor) -> None:
         source_rows.append(torch.einsum("bn,bhnm->bhm", query, attn.detach().float()))
@@ -222,7 +247,7 @@ def explain(
 
     with torch.enable_grad() if grad else torch.no_grad():
         # the input carries the graph, so gradients exist even when the model's weights are frozen
-        out = run_twin(twin, x.detach().requires_grad_(grad), on_attention)
+        out = run_twin(twin, x.detach().requires_grad_(grad), on_attention, on_block)
         targets = None
         if grad:
             targets = _targets(out, target_class)
@@ -231,8 +256,8 @@ def explain(
             fused = [grad_weighted(a.detach().float(), g.float()) for a, g in zip(kept, grads)]
     out = out.detach()
     flow = rollout(fused, discard_ratio, query[:, None, :])[:, 0]  # (B, N)
-    npt, (gh, gw) = layout.num_prefix_tokens, layout.grid
     raw = torch.stack(source_rows, dim=1)[..., npt:].reshape(x.shape[0], depth, -1, gh, gw)
+    token_norms = torch.stack(norms, dim=1).reshape(x.shape[0], len(norms), gh, gw)
 
     results = []
     for b in range(x.shape[0]):
@@ -247,6 +272,7 @@ def explain(
             top5=top_predictions(out[b], names) if has_head else None,
             target_class=target,
             target_label=names[target] if (names and target is not None) else None,
+            token_norms=token_norms[b].numpy(),
         ))
     return results
 

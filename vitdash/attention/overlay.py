@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from vitdash.errors import VitdashError
 
@@ -85,6 +85,80 @@ def side_by_side(images: Sequence[Image.Image], gap: int = 4, background: tuple[
         canvas.paste(im.convert("RGB"), (x, 0))
         x += im.width + gap
     return canvas
+
+
+@cache
+def _font(size: int = 12):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def mark_patches(image: Image.Image, patches: Sequence[tuple[int, int]], grid: tuple[int, int],
+                 color: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Outline patches (row, column) of a `grid` laid over `image`: where the map was saturated or left out."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    ph, pw = out.height / grid[0], out.width / grid[1]
+    for r, c in patches:
+        box = (c * pw, r * ph, (c + 1) * pw - 1, (r + 1) * ph - 1)
+        draw.rectangle(box, outline=(0, 0, 0), width=3)
+        draw.rectangle(box, outline=color, width=1)
+    return out
+
+
+def with_colorbar(image: Image.Image, colormap: str, low: str, high: str, width: int = 14) -> Image.Image:
+    """`image` with a vertical colour bar on its right, labelled with what its ends mean."""
+    font = _font()
+    labels = max(ImageDraw.Draw(image).textlength(t, font=font) for t in (low, high))
+    canvas = Image.new("RGB", (image.width + 8 + width + 4 + int(labels) + 4, image.height), (255, 255, 255))
+    canvas.paste(image.convert("RGB"), (0, 0))
+    ramp = colormap_lut(colormap)[np.linspace(255, 0, image.height).round().astype(np.uint8)]  # high on top
+    bar = Image.fromarray(np.repeat(ramp[:, None, :], width, axis=1))
+    x = image.width + 8
+    canvas.paste(bar, (x, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((x + width + 4, 0), high, fill=(0, 0, 0), font=font)
+    draw.text((x + width + 4, image.height - 14), low, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def captioned(image: Image.Image, lines: Sequence[str], width: int | None = None) -> Image.Image:
+    """`image` with text lines under it (file name and settings travel with a downloaded picture)."""
+    font = _font()
+    width = width or image.width
+    wrapped: list[str] = []
+    for line in lines:
+        words, cur = line.split(), ""
+        for w in words:
+            if cur and ImageDraw.Draw(image).textlength(cur + " " + w, font=font) > width - 8:
+                wrapped.append(cur)
+                cur = w
+            else:
+                cur = f"{cur} {w}".strip()
+        wrapped.append(cur)
+    canvas = Image.new("RGB", (max(width, image.width), image.height + 6 + 16 * len(wrapped)), (255, 255, 255))
+    canvas.paste(image.convert("RGB"), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(wrapped):
+        draw.text((4, image.height + 4 + 16 * i), line, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def overlay_picture(image: Image.Image, values: np.ndarray, *, colormap: str = "Jet", opacity: float = 0.5,
+                    clip: float = 1.0, marked: Sequence[tuple[int, int]] = (), caption: Sequence[str] = ()
+                    ) -> Image.Image:
+    """The overlay as people see and download it: `values` blended on `image`, `marked` patches outlined, a
+    colour bar with the values at its ends, and `caption` lines (file name, settings) under it."""
+    values = np.asarray(values, dtype=np.float64)
+    picture = blend(image, values, colormap, opacity, clip)
+    if marked:
+        picture = mark_patches(picture, marked, values.shape)
+    top = np.quantile(values, clip)
+    picture = with_colorbar(picture, colormap, f"{values.min():.3g}",
+                            f"{top:.3g}" + ("+" if top < values.max() else ""))
+    return captioned(picture, caption) if caption else picture
 
 
 def to_png(image: Image.Image) -> bytes:

@@ -7,7 +7,7 @@ from vitdash.cli.common import add_json_flag, emit, load_or_exit
 from vitdash.common.results import Progress
 from vitdash.trained.verdict import audit
 
-HELP = "is it trained? verdict (trained/random/partial), what is still at init, and the evidence per tensor"
+HELP = "is it trained? verdict (trained/partial/init), what is still at init, and the evidence per tensor"
 
 
 def add_arguments(parser) -> None:

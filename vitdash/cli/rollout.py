@@ -5,7 +5,8 @@ from pathlib import Path
 
 from vitdash.attention.capture import SOURCES
 from vitdash.attention.explain import METHODS, explain_images
-from vitdash.attention.overlay import COLORMAPS, blend, to_png, upscale
+from vitdash.attention.artifacts import TREATMENTS
+from vitdash.attention.overlay import COLORMAPS, to_png
 from vitdash.attention.rollout import HEAD_FUSIONS
 from vitdash.cli.common import add_json_flag, emit, load_or_exit
 from vitdash.data.images import open_image
@@ -49,7 +50,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--clip", type=float, default=1.0,
                         help="saturate the overlay above this quantile (e.g. 0.99), so one outlier patch does not "
                              "wash out the rest")
+    parser.add_argument("--artifacts", choices=TREATMENTS, default="saturate",
+                        help="patches that swamp the map (high-norm artifact tokens, hot pixels): capped at the rest's "
+                             "maximum (default), left out, or shown as they are; marked in every case")
     add_json_flag(parser)
+
+
+def _settings(d: dict) -> str:
+    return (f"{d['method']}, {d['head_fusion']} heads, discard {d['discard_ratio']:g}, from layer {d['start_layer']}, "
+            f"seen from {d['source']}, {d['input_size'][0]}x{d['input_size'][1]} px")
 
 
 def run(args) -> int:
@@ -65,7 +74,8 @@ def run(args) -> int:
     out = result.to_dict()
     out["image"] = str(args.image)
     if args.output:
-        overlay = blend(upscale(result.image), result.map, args.colormap, args.opacity, args.clip)
+        overlay, _ = result.picture(artifacts=args.artifacts, colormap=args.colormap, opacity=args.opacity,
+                                    clip=args.clip, caption=[f"{ckpt.name}: {Path(args.image).name}", _settings(out)])
         Path(args.output).write_bytes(to_png(overlay))
         out["output"] = str(args.output)
     emit(out, args, _summary(out))
@@ -83,8 +93,11 @@ def _summary(d: dict) -> str:
         f"head fusion {d['head_fusion']}, discard ratio {d['discard_ratio']}, layers {d['start_layer']}.."
         f"{d['depth'] - 1}",
         f"strongest patch: row {row}, column {col} ({grid.max():.3f}); "
-        f"{d['prefix_share']:.1%} of the flow ends in prefix tokens",
+        f"{d['prefix_share']:.1%} of the rollout ends in prefix tokens",
     ]
+    found = d.get("artifacts") or {}
+    if found.get("hot") or found.get("high_norm"):
+        lines.append(f"outlier patches (row, column): hot {found['hot']}, high-norm {found['high_norm']}")
     if d.get("target_class") is not None:
         lines.append(f"gradients of class {d['target_class']}" + (f" ({d['target_label']})" if d["target_label"] else ""))
     if d.get("top5"):

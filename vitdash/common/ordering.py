@@ -9,14 +9,16 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-_PARTS = re.compile(r"(\d+)")
+# A decimal number ('lr0.001') unless its first digits follow a dot: 'blocks.0.10' is two indices, 0 and 10.
+_NUMBER = re.compile(r"((?<![.\d])\d+\.\d+|\d+)")
 
 
 def natural_key(name: Any) -> tuple:
-    """Sort key: digit runs compare as numbers ('blocks.2' < 'blocks.10'); text parts case-insensitively,
-    then exactly, so two names never tie unless they are equal."""
+    """Sort key: numbers compare as numbers ('blocks.2' < 'blocks.10', 'lr0.0001' < 'lr0.001'); text parts
+    case-insensitively, then exactly, so two names never tie unless they are equal."""
     text = str(name)
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in _PARTS.split(text) if p)
+    parts = tuple((0, float(p) if "." in p else int(p), "") if p[0].isdigit() else (1, 0, p.lower())
+                  for p in _NUMBER.split(text) if p)
     return parts, text
 
 

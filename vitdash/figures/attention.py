@@ -24,14 +24,20 @@ def heads_figure(maps: np.ndarray, layer: int, colormap: str = "Jet", columns: i
     lo = maps.min(axis=(1, 2), keepdims=True)
     span = maps.max(axis=(1, 2), keepdims=True) - lo
     scaled = np.divide(maps - lo, span, out=np.zeros_like(maps, dtype=np.float64), where=span > 0)
-    fig = px.imshow(scaled, facet_col=0, facet_col_wrap=min(columns, len(maps)), color_continuous_scale=colormap,
-                    aspect="equal", facet_col_spacing=0.01, facet_row_spacing=0.06)
+    cols = min(columns, len(maps))
+    rows = -(-len(maps) // cols)
+    fig = px.imshow(scaled, facet_col=0, facet_col_wrap=cols, color_continuous_scale=colormap,
+                    aspect="equal", facet_col_spacing=0.01, facet_row_spacing=0.04 if rows > 1 else 0.0)
     for ann in fig.layout.annotations:  # "facet_col=3" -> "head 3"
         ann.text = f"head {ann.text.split('=')[-1]}"
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
+    # Square panels: the height follows the rows (about 1100 px of page width over `cols` panels), so a row of
+    # heads does not float in a tall empty figure.
+    panel = 1100 / cols
     fig.update_layout(title=f"layer {layer}: attention of the source token, per head (each min-max scaled)",
-                      coloraxis_showscale=False, margin=dict(l=10, r=10, t=60, b=10))
+                      coloraxis_showscale=False, margin=dict(l=10, r=10, t=50, b=10),
+                      height=int(60 + rows * panel * maps.shape[1] / maps.shape[2]))
     return fig
 
 

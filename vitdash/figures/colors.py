@@ -3,8 +3,8 @@ everywhere. Pages write Streamlit's named colours (`:green[...]`), plotly and HT
 from __future__ import annotations
 
 HEX = {"green": "#2ca02c", "orange": "#ff7f0e", "red": "#d62728", "gray": "#9e9e9e"}
-# Tensor verdicts (trained / init / unclear) and model verdicts (trained / partial / random).
-VERDICT_COLORS = {"trained": "green", "partial": "orange", "random": "red", "init": "red", "unclear": "gray"}
+# Tensor verdicts (trained / init / unclear) and model verdicts (trained / partial / init).
+VERDICT_COLORS = {"trained": "green", "partial": "orange", "init": "red", "unclear": "gray"}
 
 
 def verdict_hex(verdict: str) -> str:

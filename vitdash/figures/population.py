@@ -67,6 +67,15 @@ def numeric_columns(df: pd.DataFrame) -> list[str]:
             and not pd.api.types.is_bool_dtype(df[c]) and df[c].nunique(dropna=True) > 1]
 
 
+def scatter_axes(numeric: list[str], target: str | None = None) -> tuple[str, str]:
+    """Default (x, y) of the statistic-against-metric scatter: the accuracy against the distance to the parent
+    when the population has them, else the first two statistics; never one column against itself."""
+    y = target if target in numeric else numeric[0]
+    rest = [c for c in numeric if c != y] or [y]
+    x = next((c for c in ("dist_parent", "dist_init", "structure_median", "matrix_std") if c in rest), rest[0])
+    return x, y
+
+
 def _coloured(df: pd.DataFrame, color: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Numeric factors with many levels keep a continuous scale; the rest become categories (as text)."""
     if not color or color not in df:
@@ -120,15 +129,19 @@ def prediction_figure(report: ZooReport) -> go.Figure:
 
 
 def layer_profile_figure(report: ZooReport, stat: str = "std", color: str | None = None) -> go.Figure:
-    """One line per model over its tensors (in model order): per-layer norms, std, kurtosis, structure, distances."""
+    """One line per model over its tensors (in model order): per-layer norms, std, kurtosis, structure, distances.
+    Models with other tensor lists (another depth or layout) get a panel of their own: tensor i is not the same
+    tensor in both, so they must not share an x-axis."""
     rows = []
     for a in report.models:
         if a.stats is None:
             continue
-        for i, layer in enumerate(a.stats["layers"]):
+        layers = a.stats["layers"]
+        shape = f"{len(layers)} tensors"
+        for i, layer in enumerate(layers):
             if layer.get(stat) is not None:
                 rows.append({"model": a.model.name, "index": i, "tensor": layer["name"], stat: layer[stat],
-                             **({color: a.model.factors.get(color)} if color else {})})
+                             "architecture": shape, **({color: a.model.factors.get(color)} if color else {})})
     df = pd.DataFrame(rows)
     if df.empty:
         return go.Figure().update_layout(title=f"No per-layer {stat} to show")
@@ -136,6 +149,13 @@ def layer_profile_figure(report: ZooReport, stat: str = "std", color: str | None
         df, kwargs = df.assign(**{color: df[color].astype(str)}), {"color": color, "line_group": "model"}
     else:
         kwargs = {"color": "model"}
+    shapes = df["architecture"].nunique()
+    if shapes > 1:
+        kwargs.update(facet_row="architecture", facet_row_spacing=0.08)
     fig = px.line(df, x="index", y=stat, hover_name="tensor", hover_data=["model"], markers=True, **kwargs)
-    fig.update_layout(title=f"Per-layer {stat}", xaxis_title="tensor (model order)", height=420)
+    if shapes > 1:
+        fig.update_xaxes(matches=None, showticklabels=True)
+        fig.for_each_annotation(lambda ann: ann.update(text=ann.text.split("=", 1)[-1]))
+    fig.update_layout(title=f"Per-layer {stat}" + (f" ({shapes} architectures, one panel each)" if shapes > 1 else ""),
+                      xaxis_title="tensor (model order)", height=420 if shapes == 1 else 120 + 300 * shapes)
     return fig

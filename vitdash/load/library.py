@@ -41,9 +41,12 @@ class LibraryEntry:
 
     @property
     def label(self) -> str:
-        """What a picker shows: origin, name and size, so two 'model.safetensors' can be told apart."""
-        size = f" · {_human(self.size_bytes)}" if self.size_bytes else ""
-        return f"{self.origin}: {self.name}{size}" + ("" if self.ready else " (built on first use)")
+        """What a picker shows: the model's own name first (a narrow sidebar cuts the end, and two files of one
+        folder must still differ), then its folder, where it was found and its size."""
+        leaf, _, folder = self.name.rstrip("/").rpartition("/")[::-1]
+        where = [f"{folder}/" if folder else "", "" if self.origin == ORIGIN_FOLDER else self.origin,
+                 _human(self.size_bytes) if self.size_bytes else "", "" if self.ready else "built on first use"]
+        return f"{leaf} ({', '.join(w for w in where if w)})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

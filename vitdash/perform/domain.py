@@ -90,9 +90,13 @@ def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
     return [(key, value)] if isinstance(value, str) and re.search(r"data", key, re.I) else []
 
 
-def _by_name(text: str) -> KnownSet | None:
+def _named(text: str) -> list[KnownSet]:
     low = text.lower()
-    return next((k for k in KNOWN_SETS if re.search(k.pattern, low)), None)
+    return [k for k in KNOWN_SETS if re.search(k.pattern, low)]
+
+
+def _by_name(text: str) -> KnownSet | None:
+    return next(iter(_named(text)), None)
 
 
 def _by_labels(labels: Sequence[str] | None) -> KnownSet | None:
@@ -111,15 +115,15 @@ def training_set(ckpt: Checkpoint, num_classes: int, img_size: tuple[int, int], 
     found = _by_labels(labels)
     if found is not None:
         return found, f"its {num_classes} class names are {found.name}'s"
-    for key, text in _strings(ckpt.metadata):
-        found = _by_name(text)
-        if found is not None and _fits(found, num_classes, img_size, in_chans):
-            return found, f"its metadata says {key} = {text!r}"
     parts = Path(ckpt.source).parts[-2:] if ckpt.source else ()  # the file and its folder, not a whole path
-    for text in dict.fromkeys([ckpt.name, *reversed(parts)]):
-        found = _by_name(text or "")
-        if found is not None and _fits(found, num_classes, img_size, in_chans):
-            return found, f"its name {ckpt.name or ckpt.source!r} says so"
+    named = [(text, f"its metadata says {key} = {text!r}") for key, text in _strings(ckpt.metadata)]
+    names = dict.fromkeys([ckpt.name, *parts[-1:]])
+    named += [(text, f"its name {text!r} says so") for text in names if text]
+    named += [(text, f"its folder {text!r} says so") for text in parts[:-1] if text not in names]
+    for text, why in named:
+        found = next((k for k in _named(text) if _fits(k, num_classes, img_size, in_chans)), None)
+        if found is not None:
+            return found, why
     return None, ""
 
 
@@ -152,8 +156,8 @@ def data_set(ds: Dataset) -> KnownSet | None:
 
 
 def _data_words(known: KnownSet | None, ds: Dataset, size: tuple[int, int] | None) -> str:
-    what = known.name if known is not None else f"the images of {ds.name}"
-    return f"{size[0]}x{size[1]} {what}" if size else what
+    what = known.name if known is not None else f"images from {ds.name}"
+    return f"{what}, {size[0]}x{size[1]} px" if size else what
 
 
 def domain_check(ckpt: Checkpoint, ds: Dataset, num_classes: int, img_size: Sequence[int], in_chans: int,

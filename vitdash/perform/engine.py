@@ -144,9 +144,12 @@ class RunStats:
         return self.n_images / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """Seconds in words for progress and estimates: '42 s', '2.5 min' ("..." while unknown)."""
     if seconds is None:
         return "..."
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -154,8 +157,13 @@ def _progress(done: int, total: int, elapsed_s: float, skipped: int) -> Progress
     """A run's progress in words: images done, rate, time left, files skipped."""
     p = Progress(done, total, elapsed_s=elapsed_s, skipped=skipped)
     rate = done / elapsed_s if elapsed_s else 0.0
-    text = f"{done}/{total} images · {rate:.1f} images/s · ETA {_duration(p.eta_s)}"
+    text = f"{done}/{total} images · {rate:.1f} images/s · ETA {duration(p.eta_s)}"
     return replace(p, message=text + (f" · {skipped} skipped" if skipped else ""))
+
+
+# On CPU a batch of 64 large images takes minutes (DINOv2 at 518 px: ~3 s an image on 2 cores), so the batch is fed
+# to the model in chunks sized to take about this long: the bar moves and a cancel is seen between chunks.
+CPU_CHUNK_S = 1.0
 
 
 def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, torch.Tensor], None],
@@ -163,8 +171,9 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
                should_stop: Callable[[], bool] | None = None) -> RunStats:
     """Feed every image through `step(x_on_device, labels)`, batch by batch, under inference_mode.
 
-    `should_stop` is polled before each batch (the page's cancel button sets it); a stopped run returns
-    the statistics of what was done, flagged `cancelled`.
+    `should_stop` is polled before each batch (and each CPU chunk; the page's cancel button sets it); a stopped
+    run returns the statistics of what was done, flagged `cancelled`. Progress is reported before the first
+    images are read and after every chunk, so it moves from the first second.
     """
     workers = opts.workers(device)
     cuda = device.type == "cuda"
@@ -174,8 +183,17 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
     done, failed = 0, []
     batches = iter(loader)
     start = time.perf_counter()
+    stop = should_stop or (lambda: False)
+    chunk = 1  # CPU: images per step, grown to about CPU_CHUNK_S of work once one image was timed
+
+    def report() -> None:
+        if progress is not None:
+            progress(_progress(done + len(failed), len(ds), time.perf_counter() - start, len(failed)))
+
+    if progress is not None:
+        progress(Progress(0, len(ds), f"reading the first {min(opts.batch_size, len(ds))} images..."))
     with torch.inference_mode():
-        while not (cancelled := should_stop is not None and should_stop()):
+        while not (cancelled := stop()):
             # Without workers the transforms' small tensor ops run here; with intra-op threads they spend far
             # more time synchronizing than computing (10x slower on a busy 2-core machine), so load on one.
             with one_thread() if workers == 0 else nullcontext():
@@ -188,10 +206,22 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
                 x = x.to(device, non_blocking=True)
                 if cuda and opts.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                step(x, y)
-                done += len(y)
-            if progress is not None:
-                progress(_progress(done + len(failed), len(ds), time.perf_counter() - start, len(failed)))
+                at = 0
+                while at < len(y):
+                    size = len(y) if cuda else chunk
+                    t0 = time.perf_counter()
+                    step(x[at:at + size], y[at:at + size])
+                    took = time.perf_counter() - t0
+                    done, at = done + len(y[at:at + size]), at + size
+                    if not cuda:
+                        chunk = max(1, min(opts.batch_size, int(CPU_CHUNK_S * size / max(took, 1e-6))))
+                    report()
+                    if at < len(y) and (cancelled := stop()):
+                        break
+                if cancelled:
+                    break
+            else:
+                report()
     _synchronize(device)
     skipped = [f"{f}: {r}" for f, r in ds.skipped] + failed  # unlabeled at discovery, then undecodable
     return RunStats(done, skipped, time.perf_counter() - start, cancelled, workers)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitdash.common.results import ProgressFn
+from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.datasets import Dataset, discover
 from vitdash.data.labels import LabelMapping, map_labels
 from vitdash.errors import VitdashError
@@ -143,6 +143,8 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
     tops: list[np.ndarray] = []
     labels: list[np.ndarray] = []
 
+    if progress is not None:
+        progress(Progress(0, len(ds), "building the model"))
     with cpu_threads(device):
         forward = prepare_forward(build_model(ckpt, arch), device, dtype, opts)
 

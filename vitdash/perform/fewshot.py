@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitdash.common.results import ProgressFn
+from vitdash.common.results import Progress, ProgressFn
 from vitdash.data.datasets import Dataset, discover, group_coarse
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import ArchSpec, infer_architecture
@@ -136,6 +136,8 @@ def fewshot(ckpt: Checkpoint, data: str | Dataset, shots: Sequence[int] = DEFAUL
             + ("(for ImageNet images with one image per class, group them: --coarse)" if ds.synset_classes else ""))
     arch = arch or infer_architecture(ckpt)
     prep = resolve_preprocessing(ckpt, arch, overrides)
+    if progress is not None:
+        progress(Progress(0, len(ds), "building the model" + (" and its random-init twin" if random_twin else "")))
     models = [build_model(ckpt, arch)] + ([build_random_twin(ckpt, arch)] if random_twin else [])
     feats: list[list[np.ndarray]] = [[] for _ in models]
     labels: list[np.ndarray] = []

@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 
+from vitdash.common.ordering import natural_key, natural_sorted
 from vitdash.common.results import finite_float
 from vitdash.errors import VitdashError
+from vitdash.identity.architecture import infer_architecture
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.trained.roles import TensorRole, assign_roles
 from vitdash.trained.verdict import audit
@@ -111,6 +113,12 @@ class Comparison:
     model_verdict_a: str | None = None
     model_verdict_b: str | None = None
     notes: list[str] = field(default_factory=list)
+    architectures: str | None = None  # how the two architectures differ; None when they are the same
+
+    @property
+    def matched(self) -> list[TensorChange]:
+        """The tensors both hold with the same shape: the only ones a change can be measured on."""
+        return [t for t in self.tensors if not t.resized]
 
     @property
     def most_moved(self) -> list[GroupChange]:
@@ -127,17 +135,22 @@ class Comparison:
             how = "different layouts" if self.layout_a != self.layout_b else "the same layout"
             return (f"Same weights: all {len(self.tensors)} tensors are identical ({how}: {layouts})"
                     + ("; even the files are identical." if self.same_file else "."))
-        parts = [f"Different weights ({layouts})."]
-        if self.rel_change is not None:
-            parts.append(f"Overall relative change ||B-A||/||A|| = {self.rel_change:.3g}.")
-        top = [f"{g.group} ({g.rel_change:.3g})" for g in self.most_moved[:3] if g.rel_change > 0]
-        if top:
-            parts.append("Moved most: " + ", ".join(top) + ".")
+        if self.architectures:
+            parts = [f"Different architectures ({self.architectures}; {layouts}): not one model fine-tuned from "
+                     f"the other. Only the {len(self.matched)} of {len(self.tensors)} shared tensors whose shapes "
+                     "match are compared, one by one; no overall change is given across different shapes."]
+        else:
+            parts = [f"Different weights ({layouts})."]
+            if self.rel_change is not None:
+                parts.append(f"Overall relative change ||B-A||/||A|| = {self.rel_change:.3g}.")
+            top = [f"{g.group} ({g.rel_change:.3g})" for g in self.most_moved[:3] if g.rel_change > 0]
+            if top:
+                parts.append("Moved most: " + ", ".join(top) + ".")
         parts.append(f"Head: {self.head.detail}.")
         if self.only_in_a or self.only_in_b:
             parts.append(f"{len(self.only_in_a)} tensor(s) only in A, {len(self.only_in_b)} only in B.")
         if self.model_verdict_a and self.model_verdict_b:
-            parts.append(f"Verdict: A {self.model_verdict_a}, B {self.model_verdict_b}.")
+            parts.append(f"Model verdict: A {self.model_verdict_a}, B {self.model_verdict_b}.")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +161,7 @@ class Comparison:
                 "head": self.head.to_dict(), "groups": [g.to_dict() for g in self.groups],
                 "most_moved": [g.group for g in self.most_moved[:5]],
                 "model_verdict_a": self.model_verdict_a, "model_verdict_b": self.model_verdict_b,
+                "architectures": self.architectures, "matched": len(self.matched),
                 "summary": self.summary(), "notes": list(self.notes),
                 "tensors": [t.to_dict() for t in self.tensors]}
 
@@ -212,6 +226,26 @@ def _head_change(a: Checkpoint, b: Checkpoint, roles_a: dict[str, TensorRole], r
                       f"fine-tuned ({ca} classes, cosine {t.cosine:.2f}, relative change {t.rel_change:.3g})")
 
 
+def _architecture_difference(a: Checkpoint, b: Checkpoint, roles: dict[str, TensorRole],
+                             changes: dict[str, TensorChange]) -> str | None:
+    """How A's and B's networks differ (width, depth, patch, ...), None when one could be tuned from the other.
+    A new head or another input resolution (a resized head or position embedding) is fine-tuning, not another
+    architecture; layouts vitdash does not map are judged by their shapes alone."""
+    if a.canonical and b.canonical:
+        try:
+            x, y = infer_architecture(a), infer_architecture(b)
+        except VitdashError:
+            x = y = None
+        if x is not None and y is not None:
+            fields = (("width", "embed_dim"), ("depth", "depth"), ("patch", "patch_size"),
+                      ("MLP hidden", "mlp_hidden"), ("input channels", "in_chans"), ("attention width", "attn_dim"))
+            diffs = [f"{label} {getattr(x, f)} vs {getattr(y, f)}" for label, f in fields
+                     if getattr(x, f) != getattr(y, f)]
+            return ", ".join(diffs) or None
+    core = [t.name for t in changes.values() if t.resized and roles[t.name].role not in ("head", "pos_embed")]
+    return f"{len(core)} shared tensors differ in shape, e.g. {core[0]}" if core else None
+
+
 def _verdict_readings(ckpt: Checkpoint) -> tuple[str, dict[str, dict[str, Any]]]:
     aud = audit(ckpt)
     return aud.verdict, {t.name: {"verdict": t.verdict, **{s: t.stats.scalar(s) for s in VERDICT_STATS}}
@@ -231,7 +265,7 @@ def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True) -> Compariso
         odd = "A" if not a.canonical else "B"
         notes.append(f"{odd} is not in a recognized ViT layout, so its names were compared as they are; "
                      "names rarely match across layouts")
-    names_a, names_b = list(a.tensors), list(b.tensors)
+    names_a, names_b = natural_sorted(a.tensors), natural_sorted(b.tensors)
     set_a, set_b = set(names_a), set(names_b)
     shared = [n for n in names_a if n in set_b]
     roles_a = assign_roles(names_a, a.tensors.shape, a.canonical, a.tensors.loader)
@@ -248,8 +282,10 @@ def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True) -> Compariso
         s[1] += a2
         s[2] += not change.resized
         s[3] += 1
-    groups = [GroupChange(g, _relative(d2, a2) if same else None, int(k)) for g, (d2, a2, same, k) in sums.items()]
-    comparable = any(s[2] for s in sums.values())
+    groups = [GroupChange(g, _relative(d2, a2) if same else None, int(k))
+              for g, (d2, a2, same, k) in sorted(sums.items(), key=lambda kv: natural_key(kv[0]))]
+    architectures = _architecture_difference(a, b, roles_a, changes)
+    comparable = any(s[2] for s in sums.values()) and architectures is None
     rel_total = _relative(sum(s[0] for s in sums.values()), sum(s[1] for s in sums.values())) if comparable else None
 
     verdict_a = verdict_b = None
@@ -259,10 +295,6 @@ def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True) -> Compariso
         for name, change in changes.items():
             change.verdict_a, change.verdict_b = read_a.get(name, {}), read_b.get(name, {})
 
-    resized = sum(c.resized for c in changes.values())
-    if changes and resized * 2 > len(changes):
-        notes.append(f"{resized} of {len(changes)} shared tensors differ in shape: these are different "
-                     "architectures, not one fine-tuned from the other")
     only_a = [n for n in names_a if n not in set_b]
     only_b = [n for n in names_b if n not in set_a]
     same = (not only_a and not only_b and bool(changes) and all(c.equal for c in changes.values()))
@@ -275,4 +307,4 @@ def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True) -> Compariso
         same_weights=same, rel_change=rel_total, only_in_a=only_a, only_in_b=only_b,
         tensors=[changes[n] for n in shared], groups=groups,
         head=_head_change(a, b, roles_a, roles_b, changes), model_verdict_a=verdict_a,
-        model_verdict_b=verdict_b, notes=notes)
+        model_verdict_b=verdict_b, notes=notes, architectures=architectures)

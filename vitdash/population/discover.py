@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitdash.common.ordering import natural_key
 from vitdash.common.results import finite_float
 from vitdash.errors import VitdashError
 from vitdash.load.files import CHECKPOINT_SUFFIXES, ZOO_EPOCH_PREFIX, zoo_epochs
@@ -155,7 +156,7 @@ def discover(root: str | os.PathLike) -> Population:
     """The models under `root`: the ViT Model Zoo layout (`pretraining/<model>`, `finetuning/<parent>/<model>`)
     or any folder of checkpoint files and model folders (found like the library finds them)."""
 
-    base = Path(root).expanduser().resolve()
+    base = Path(os.path.abspath(Path(root).expanduser()))  # as typed: a symlinked folder keeps its own name
     if not base.is_dir():
         raise VitdashError(f"{base} is not a folder: give the folder that holds the population")
     paths = [Path(e.source) for e in scan_folder(base)]
@@ -165,7 +166,7 @@ def discover(root: str | os.PathLike) -> Population:
         raise VitdashError(f"no checkpoints found under {base} (looked for model folders and for "
                            f"{'/'.join(CHECKPOINT_SUFFIXES)} files)")
     rank = {"pretraining": 0, "finetuning": 1}
-    models = sorted((_model_from(p, base) for p in paths), key=lambda m: (rank.get(m.group, 2), m.name))
+    models = sorted((_model_from(p, base) for p in paths), key=lambda m: (rank.get(m.group, 2), natural_key(m.name)))
     notes: list[str] = []
     _link_parents(models, base, notes)
     layout = "model_zoo" if any(m.group for m in models) else "folder"

@@ -54,7 +54,9 @@ FLAT_SPECTRUM = 0.9
 LAYERSCALE_INITS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0)  # timm/DINOv2/CaiT/HF init_values
 
 VERDICTS = ("trained", "init", "unclear")
-MODEL_VERDICTS = ("trained", "random", "partial")
+# One word for one thing: a model whose weights are all still at their initialization reads "init", as every
+# tensor at its initialization does; "partial" is a model with some groups at init.
+MODEL_VERDICTS = ("trained", "init", "partial")
 
 
 @dataclass
@@ -467,12 +469,12 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
             and all(by_name[n].verdict == "init" or readings[n].best is not None for n in members))
         at_init = [n for n in names if roles[n].group in at_groups and by_name[n].verdict == "init"
                    and roles[n].matters]
-    verdict = "random" if not model_structured else ("partial" if at_init else "trained")
+    verdict = "init" if not model_structured else ("partial" if at_init else "trained")
 
     counts = Counter(t.verdict for t in reports)
     likely = _likely_init(at_init, readings)
     share_struct = len(structured) / max(len(structural), 1)
-    if verdict == "random":
+    if verdict == "init":
         conf = _confidence(sum(readings[n].unstructured for n in structural) / max(len(structural), 1))
     elif verdict == "trained":
         conf = _confidence(2 * share_struct)
@@ -509,9 +511,9 @@ def _likely_init(at_init: list[str], readings: dict[str, _Reading]) -> str | Non
 
 def _summary(verdict: str, structural: list[str], structured: list[str], at_groups: list[str],
              likely: str | None) -> str:
-    if verdict == "random":
+    if verdict == "init":
         tail = f"; its values match {likely}'s init" if likely else ""
-        return f"Random: none of {len(structural)} structural tensors shows training{tail}."
+        return f"At init (untrained): none of {len(structural)} structural tensors shows training{tail}."
     if verdict == "partial":
         return (f"Partial: {', '.join(at_groups)} {'is' if len(at_groups) == 1 else 'are'} at init; "
                 f"{len(structured)} of {len(structural)} structural tensors elsewhere show training.")
@@ -539,7 +541,7 @@ def _evidence(verdict, names, roles, readings, by_name, structural, structured, 
     if ones:
         moved = [n for n in ones if not readings[n].constant]
         lines.append(f"{len(moved)} of {len(ones)} norm/LayerScale gains have moved off their init constant.")
-    if verdict == "random" and likely:
+    if verdict == "init" and likely:
         lines.append(f"The values match {likely}'s initialization.")
     for g in at_groups:
         members = [n for n in names if roles[n].group == g and by_name[n].verdict == "init"]
