@@ -34,7 +34,7 @@ if not ckpt.canonical:
     st.stop()
 try:
     model = current_model(ckpt)
-    shape = anatomy(model, ckpt.metadata)
+    shape = anatomy(model, ckpt)
 except VitdashError as e:
     st.error(str(e))
     st.stop()

@@ -16,6 +16,7 @@ from vitdash.attention.rollout import HEAD_FUSIONS, discard_lowest, fuse_heads, 
 from vitdash.data.labels import class_names
 from vitdash.data.samples import ImageRef, default_picks, image_data_for, merge_samples
 from vitdash.errors import VitdashError
+from vitdash.load.checkpoint import Checkpoint, TensorStore
 
 TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=3)
 MODELS = {
@@ -471,7 +472,9 @@ def test_map_pooled_model_is_seen_from_its_pools_query():
 
 
 def test_anatomy_reads_layers_heads_patch_and_tokens():
-    a = anatomy(make("cls+dist"), {"id2label": {str(i): f"c{i}" for i in range(10)}})
+    named = Checkpoint(TensorStore.from_tensors({}), "x.pth", "torch", metadata={"id2label": {str(i): f"c{i}"
+                                                                                          for i in range(10)}})
+    a = anatomy(make("cls+dist"), named)
     assert (a.depth, a.num_heads, a.patch, a.in_chans, a.num_classes) == (2, 3, (8, 8), 3, 10)
     assert a.class_names == [f"c{i}" for i in range(10)]
     assert a.describe() == ("2 layers x 3 heads, patch 8x8, native grid 4x4 (32x32 px); prefix tokens: class, "

@@ -54,8 +54,8 @@ def test_rollout_of_two_samples_with_top5_and_download(classifier):
     assert at.get("download_button")
     top5 = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"orientation":"h"' in c.proto.spec]
     assert len(top5) == 2
-    labels = top5[0]["data"][0]["y"]  # "index: ImageNet class name" for a 1000-way head
-    assert len(labels) == 5 and all(re.fullmatch(r"\d+: \S.*", y) for y in labels)
+    labels = top5[0]["data"][0]["y"]  # "ImageNet class name (index)" for a 1000-way head
+    assert len(labels) == 5 and all(re.fullmatch(r"\S.* \(\d+\)", y) for y in labels)  # name (index)
     assert any("of the rollout flow ends in prefix tokens" in c.value for c in at.caption)
     assert any("4x4 patches at 32x32 px" in c.value for c in at.caption)
 

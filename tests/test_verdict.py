@@ -1,4 +1,4 @@
-"""The model verdict: right on every real checkpoint (trained), on fresh inits made here (random), and
+"""The model verdict: right on every real checkpoint (trained), on fresh inits made here (init), and
 on mixtures made from the shared DINOv2 weights (partial with exactly the re-initialized part)."""
 from __future__ import annotations
 

@@ -66,13 +66,16 @@ class Anatomy:
                 f"({gh * ph}x{gw * pw} px); prefix tokens: {', '.join(self.layout.prefix_names) or 'none'}")
 
 
-def anatomy(model: torch.nn.Module, metadata: dict[str, Any] | None = None) -> Anatomy:
-    """The model's layers, heads, patch, input channels, head size, token layout and class names."""
+def anatomy(model: torch.nn.Module, ckpt: Checkpoint | None = None) -> Anatomy:
+    """The model's layers, heads, patch, input channels, head size, token layout and class names (the
+    checkpoint's own, or those of the data set it says it was trained on: `head_names`)."""
     layout = token_layout(model)
     n = int(getattr(model, "num_classes", 0) or 0)
+    chans = int(model.patch_embed.proj.in_channels)
+    size = tuple(g * p for g, p in zip(layout.grid, model.patch_embed.patch_size))
     return Anatomy(len(model.blocks), int(model.blocks[0].attn.num_heads),
-                   tuple(int(p) for p in model.patch_embed.patch_size), int(model.patch_embed.proj.in_channels), n,
-                   layout, class_names(n, metadata) if n else None)
+                   tuple(int(p) for p in model.patch_embed.patch_size), chans, n, layout,
+                   head_names(ckpt, n, size, chans) if (n and ckpt is not None) else None)
 
 
 @dataclass

@@ -20,8 +20,7 @@ from vitdash.errors import VitdashError
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.trained.moments import MOMENTS_SAMPLE, random_entries
 from vitdash.trained.priors import PriorFit
-from vitdash.trained.roles import TensorRole, assign_roles
-from vitdash.trained.verdict import tensors_fits
+from vitdash.trained.verdict import Audit
 
 # Without `tails`, the shared range is the widest 0.1%-99.9% span of any layer: a few outliers (DINOv2 has
 # entries 50 std out) would otherwise squash every histogram into one bin; the log-density view shows them.
@@ -39,7 +38,7 @@ class LayerHistogram:
     density: np.ndarray
     outside: int  # entries beyond the shared range (not in `density`)
     numel: int
-    fit: PriorFit | None  # the best prior (matching or not); None when no prior applies
+    fit: PriorFit | None  # the best prior the audit found (matching or not); None when no prior applies
 
     @property
     def ks(self) -> float | None:
@@ -77,30 +76,15 @@ class LayerHistograms:
                 "notes": list(self.notes), "layers": [h.to_dict() for h in self.layers]}
 
 
-def _roles(ckpt: Checkpoint) -> dict[str, TensorRole]:
-    store = ckpt.tensors
-    names = [n for n in store if store.info(n).dtype.is_floating_point and store.info(n).numel > 0]
-    return assign_roles(names, store.shape, ckpt.canonical, store.loader)
-
-
-def layer_slots(ckpt: Checkpoint) -> list[str]:
+def layer_slots(audit: Audit) -> list[str]:
     """The slots found in at least two blocks, weight matrices first, in natural order."""
-    seen: dict[str, set[int]] = {}
+    blocks: dict[str, set[int]] = {}
     matrix: dict[str, bool] = {}
-    for r in _roles(ckpt).values():
-        if r.block is not None:
-            seen.setdefault(r.slot, set()).add(r.block)
-            matrix[r.slot] = len(ckpt.tensors.shape(r.name)) >= 2
-    return sorted((s for s, blocks in seen.items() if len(blocks) >= 2),
-                  key=lambda s: (not matrix[s], natural_key(s)))
-
-
-def _members(ckpt: Checkpoint, slot: str) -> list[TensorRole]:
-    found = sorted((r for r in _roles(ckpt).values() if r.block is not None and r.slot == slot),
-                   key=lambda r: r.block)
-    if not found:
-        raise VitdashError(f"no block of {ckpt.name or ckpt.source} holds a tensor {slot!r}")
-    return found
+    for t in audit.tensors:
+        if t.block is not None:
+            blocks.setdefault(t.slot, set()).add(t.block)
+            matrix[t.slot] = len(t.shape) >= 2
+    return sorted((s for s, b in blocks.items() if len(b) >= 2), key=lambda s: (not matrix[s], natural_key(s)))
 
 
 def _range(tensors: list[torch.Tensor], tails: bool) -> tuple[float, float]:
@@ -109,7 +93,7 @@ def _range(tensors: list[torch.Tensor], tails: bool) -> tuple[float, float]:
         if tails:
             lo, hi = min(lo, float(t.min())), max(hi, float(t.max()))
         else:
-            sample = random_entries(t.detach().float(), MOMENTS_SAMPLE).double()
+            sample = random_entries(t, MOMENTS_SAMPLE).double()
             q = torch.quantile(sample, torch.tensor([TAIL_QUANTILE, 1 - TAIL_QUANTILE], dtype=torch.float64))
             lo, hi = min(lo, float(q[0])), max(hi, float(q[1]))
     if lo == hi:
@@ -118,24 +102,24 @@ def _range(tensors: list[torch.Tensor], tails: bool) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def layer_histograms(ckpt: Checkpoint, slot: str, *, edges: np.ndarray | None = None, tails: bool = False,
-                     bins: int | None = None, seed: int = 0) -> LayerHistograms:
-    """Histograms of `slot` in every block on shared bins (`edges` from another checkpoint to overlay it),
-    with each tensor's best prior. `tails`: the range spans every entry (for a log-density view)."""
-    members = _members(ckpt, slot)
-    tensors = [ckpt.tensors[r.name].detach().float().reshape(-1) for r in members]
+def layer_histograms(ckpt: Checkpoint, audit: Audit, slot: str, *, edges: np.ndarray | None = None,
+                     tails: bool = False, bins: int | None = None) -> LayerHistograms:
+    """Histograms of `slot` in every block on shared bins (`edges` from another checkpoint to overlay it), each
+    with the best prior and distances its audit found. `tails`: the range spans every entry (for log density)."""
+    members = sorted((t for t in audit.tensors if t.block is not None and t.slot == slot), key=lambda t: t.block)
+    if not members:
+        raise VitdashError(f"no block of {ckpt.name or ckpt.source} holds a tensor {slot!r}")
+    tensors = [ckpt.tensors[t.name].detach().float().reshape(-1) for t in members]
     if edges is None:
         lo, hi = _range(tensors, tails)
         edges = np.linspace(lo, hi, (bins or (TAIL_BINS if tails else BINS)) + 1)
     lo, hi = float(edges[0]), float(edges[-1])
     width = np.diff(edges)
-    fits = tensors_fits(ckpt, [r.name for r in members], seed)
     layers = []
     for r, t in zip(members, tensors):
         counts = np.histogram(t.numpy(), bins=edges)[0].astype(np.float64)
-        inside = int(counts.sum())
         layers.append(LayerHistogram(r.name, int(r.block), counts / max(t.numel(), 1) / width,
-                                     t.numel() - inside, t.numel(), (fits[r.name] or [None])[0]))
+                                     t.numel() - int(counts.sum()), t.numel(), r.stats.best_fit))
     notes = []
     cut = sum(h.outside for h in layers)
     if cut:

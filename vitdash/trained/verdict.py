@@ -230,20 +230,11 @@ def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...
 
 def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
     """Every known prior's fit to one tensor, best first: what the page draws over its histogram."""
-    return tensors_fits(ckpt, [name], seed)[name]
-
-
-def tensors_fits(ckpt: Checkpoint, wanted: list[str], seed: int = 0) -> dict[str, list[P.PriorFit]]:
-    """`tensor_fits` for several tensors, roles assigned once (the same numbers the audit found)."""
     store = ckpt.tensors
     names = [n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1]
     roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)
-    out = {}
-    for name in wanted:
-        w = weight_of(name, roles)
-        out[name] = _fits([store[name]], roles[name], store.shape(w) if w else None, _initializer_range(ckpt),
-                          seed)[0][2]
-    return out
+    w = weight_of(name, roles)
+    return _fits([store[name]], roles[name], store.shape(w) if w else None, _initializer_range(ckpt), seed)[0][2]
 
 
 _TOKENS = ("cls_token", "dist_token", "reg_token", "mask_token")
