@@ -230,6 +230,7 @@ def test_open_clip_timm_trunk(tmp_path, monkeypatch):
     assert ckpt.layout == "open_clip" and ckpt.metadata["timm_model"] == "vit_base_patch16_siglip_224"
     assert_accounted(ckpt, saved)
     assert {k for k in saved if not k.startswith("visual.")} == set(ckpt.unmapped_reasons)
+    assert ckpt.origins["attn_pool.latent"] == ["visual.trunk.attn_pool.latent"]  # the file's own names
     arch = infer_architecture(ckpt)
     assert (arch.embed_dim, arch.num_heads, arch.global_pool, arch.has_class_token) == (64, 4, "map", False)
     x = image(7)

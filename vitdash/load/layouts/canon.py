@@ -71,6 +71,7 @@ class Canon:
         self.loaders.update(inner.loaders)
         self.infos.update(inner.infos)
         self.used.update(prefix + k for k in inner.used)
+        self.origins.update({dst: [prefix + k for k in keys] for dst, keys in inner.origins.items()})
         self.aside.update({prefix + k: why for k, why in inner.aside.items()})
         self.notes += inner.notes
         self.metadata.update(inner.metadata)
