@@ -91,7 +91,9 @@ class EvalResult:
 
 
 def score(top_k: np.ndarray, labels: np.ndarray, mapping: LabelMapping, class_names: list[str]) -> dict[str, Any]:
-    """Top-1/top-k, per-class accuracy and confusion from the head's top-k outputs and the data labels."""
+    """Top-1/top-k, per-class accuracy and confusion from the head's top-k outputs and the data labels. (Top-k is
+    read off the kept indices: sklearn's top_k_accuracy_score needs every image's full scores, 1000 floats each
+    for an ImageNet head.)"""
     target = np.asarray(mapping.head_index)[labels]
     hit1 = top_k[:, 0] == target
     hitk = (top_k == target[:, None]).any(axis=1)
@@ -104,10 +106,11 @@ def score(top_k: np.ndarray, labels: np.ndarray, mapping: LabelMapping, class_na
                           "top5": float(hitk[m].mean()) if m.any() else None})
     confusion = None
     if n_cls <= CONFUSION_MAX_CLASSES:
+        from sklearn.metrics import confusion_matrix  # (heavy: imported where a confusion is counted)
+
         to_data = {h: c for c, h in enumerate(mapping.head_index)}
         pred = np.array([to_data.get(int(p), n_cls) for p in top_k[:, 0]], dtype=int)
-        matrix = np.zeros((n_cls, n_cls + 1), dtype=int)
-        np.add.at(matrix, (labels, pred), 1)
+        matrix = confusion_matrix(labels, pred, labels=np.arange(n_cls + 1))[:n_cls]
         confusion = {"labels": list(class_names), "matrix": matrix[:, :n_cls].tolist(),
                      "other": matrix[:, n_cls].tolist()}  # predictions of head outputs no data class maps to
     n = len(labels)

@@ -75,11 +75,6 @@ class FewShotResult:
                  "test images": s.n_test} for s in self.results]
 
 
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean per-class accuracy: with unequal class sizes plain accuracy would reward the big class."""
-    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in np.unique(y_true)]))
-
-
 def probe(features: np.ndarray, labels: np.ndarray, shots: int, n_splits: int = 5, seed: int = 0,
           l2_reg: float = L2_REG) -> tuple[list[float], int]:
     """Accuracy of the least-squares probe trained on `shots` images per class, once per random split.
@@ -88,6 +83,7 @@ def probe(features: np.ndarray, labels: np.ndarray, shots: int, n_splits: int = 
     is a test image. Returns the per-split accuracies and the number of test images per split.
     """
     from sklearn.linear_model import RidgeClassifier
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -102,7 +98,8 @@ def probe(features: np.ndarray, labels: np.ndarray, shots: int, n_splits: int = 
         test = np.setdiff1d(np.arange(len(labels)), train)
         clf = make_pipeline(StandardScaler(), RidgeClassifier(alpha=l2_reg))
         clf.fit(features[train], labels[train])
-        accs.append(_balanced_accuracy(labels[test], clf.predict(features[test])))
+        # mean per-class accuracy: with unequal class sizes plain accuracy would reward the big class
+        accs.append(float(balanced_accuracy_score(labels[test], clf.predict(features[test]))))
         n_test = len(test)
     return accs, n_test
 
