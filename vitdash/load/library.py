@@ -21,6 +21,7 @@ from vitdash.common.results import ProgressFn
 from vitdash.errors import VitdashError
 from vitdash.load import demo
 from vitdash.load.files import CHECKPOINT_SUFFIXES, is_checkpoint_file, is_model_folder
+from vitdash.load.formats.raw import sha256_files
 
 ORIGIN_DEMO = "demo"
 ORIGIN_FOLDER = "model folder"
@@ -249,11 +250,11 @@ def save_upload(data: bytes, filename: str, folder: str | os.PathLike | None = N
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / name
         if target.exists():
-            if _file_sha256(target) == digest:
+            if sha256_files([target]) == digest:
                 return target
             stem, suffix = _split_suffix(name)
             target = target_dir / f"{stem}-{digest[:8]}{suffix}"
-            if target.exists() and _file_sha256(target) == digest:
+            if target.exists() and sha256_files([target]) == digest:
                 return target
         fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".part", dir=target_dir)
         try:
@@ -276,14 +277,6 @@ def _split_suffix(name: str) -> tuple[str, str]:
         if name.endswith(suffix):
             return name[: -len(suffix)], suffix
     return name, ""
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 # timm architectures offered at initialization: no download, always available.

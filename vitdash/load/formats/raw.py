@@ -51,13 +51,11 @@ def describe_magic(head: bytes, default: str = "unrecognized content (not safete
     return default
 
 
-def sha256_files(paths: Iterable[Path], chunk: int = 8 << 20) -> str:
-    """sha256 over the files' bytes in order, in bounded memory (hashlib releases the GIL on big updates)."""
+def sha256_files(paths: Iterable[Path]) -> str:
+    """sha256 over the files' bytes in order (a sharded checkpoint is one content): `hashlib.file_digest` feeds
+    the one hash object file by file, in bounded memory."""
     h = hashlib.sha256()
-    buf = bytearray(chunk)
-    view = memoryview(buf)
     for p in paths:
         with open(p, "rb", buffering=0) as f:
-            while n := f.readinto(view):
-                h.update(view[:n])
+            hashlib.file_digest(f, lambda: h)
     return h.hexdigest()
