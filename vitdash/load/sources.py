@@ -122,7 +122,7 @@ def load_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
 def _cached_timm_weights(name: str) -> Path:
     """A timm model's published weights from the local caches (the Hub's, then torch hub's), the way
     timm would look for them: safetensors first, then its .bin, then the file behind its URL."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import try_to_load_from_cache
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
@@ -131,10 +131,9 @@ def _cached_timm_weights(name: str) -> Path:
     if cfg.hf_hub_id:
         repo, _, revision = cfg.hf_hub_id.partition("@")
         for filename in dict.fromkeys(("model.safetensors", cfg.hf_hub_filename or "pytorch_model.bin")):
-            try:
-                return Path(hf_hub_download(repo, filename, revision=revision or None, local_files_only=True))
-            except (OSError, ValueError):  # (LocalEntryNotFoundError is both)
-                continue
+            found = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(found, str):  # (else None, or a marker that the file is known not to exist)
+                return Path(found)
     if cfg.url:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
         if cached.is_file():
