@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -262,22 +263,20 @@ def patch_filters_figure(weight, count: int = 28, pca: bool = True, columns: int
     else:
         tiles = flat[:count]
     tiles = tiles.reshape(-1, c, kh, kw).numpy()
+    tiles = tiles[:, :3] if c >= 3 else np.repeat(tiles[:, :1], 3, axis=1)
+    lo, hi = tiles.min(axis=(1, 2, 3), keepdims=True), tiles.max(axis=(1, 2, 3), keepdims=True)
+    scaled = np.where(hi > lo, (tiles - lo) / np.where(hi > lo, hi - lo, 1.0), 0.5)
     k = len(tiles)
     cols = min(columns, k)
-    rows_n = math.ceil(k / cols)
-    gap = 1
-    img = np.ones((rows_n * (kh + gap) - gap, cols * (kw + gap) - gap, 3))
-    for i, t in enumerate(tiles):
-        t = t[:3] if c >= 3 else np.repeat(t[:1], 3, axis=0)
-        lo, hi = t.min(), t.max()
-        t = (t - lo) / (hi - lo) if hi > lo else np.full_like(t, 0.5)
-        r, col = divmod(i, cols)
-        img[r * (kh + gap): r * (kh + gap) + kh, col * (kw + gap): col * (kw + gap) + kw] = t.transpose(1, 2, 0)
-    fig = go.Figure(go.Image(z=(img * 255).astype(np.uint8)))
+    fig = px.imshow((scaled.transpose(0, 2, 3, 1) * 255).astype(np.uint8), facet_col=0, facet_col_wrap=cols,
+                    facet_col_spacing=0.01, facet_row_spacing=0.02)
+    names = [f"PC {i + 1}" if pca else f"filter {i}" for i in range(k)]
+    fig.for_each_annotation(lambda a: a.update(text=names[int(a.text.split("=")[-1])]))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
     what = f"top {k} principal components" if pca else f"first {k} filters"
     fig.update_layout(title=f"patch-embedding filters ({kh}x{kw}, {c} channel{'s' if c > 1 else ''}): {what}",
-                      xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
-                      margin=dict(l=10, r=10, t=50, b=10), height=max(240, 60 * rows_n + 80))
+                      margin=dict(l=10, r=10, t=50, b=10), height=max(240, 60 * math.ceil(k / cols) + 80))
     return fig
 
 
