@@ -45,15 +45,16 @@ def _match_names(classes: list[str], name_to_idx: dict[str, int]) -> list[int] |
     return out
 
 
-def _id2label(metadata: dict[str, Any]) -> dict[str, int] | None:
-    raw = metadata.get("id2label")
-    config = metadata.get("config")
-    if raw is None and isinstance(config, dict):
-        raw = config.get("id2label")
-    if not isinstance(raw, dict) or not raw:
-        return None
+def _id2label(metadata: dict[str, Any]) -> dict[Any, Any] | None:
+    """The checkpoint's own output index -> label map: its `id2label`, else its (Hugging Face) config's."""
+    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    raw = metadata.get("id2label") or config.get("id2label")
+    return raw if isinstance(raw, dict) and raw else None
+
+
+def _label_to_index(metadata: dict[str, Any]) -> dict[str, int] | None:
     try:
-        return {str(v): int(k) for k, v in raw.items()}
+        return {str(v): int(k) for k, v in (_id2label(metadata) or {}).items()} or None
     except (TypeError, ValueError):
         return None
 
@@ -86,7 +87,7 @@ def map_labels(ds: Dataset, metadata: dict[str, Any], num_outputs: int) -> Label
                                    f"{num_outputs}-way head (e.g. {', '.join(missing[:5])})")
             return _checked(LabelMapping(f"WordNet synset ids -> {subset} (timm ImageNetInfo)",
                                          [index[c] for c in ds.classes], num_outputs), ds)
-    id2label = _id2label(metadata)
+    id2label = _label_to_index(metadata)
     if id2label:
         mapped = _match_names(ds.class_names(), id2label) or _match_names(ds.classes, id2label)
         if mapped is not None:
@@ -111,9 +112,8 @@ def _checked(mapping: LabelMapping, ds: Dataset) -> LabelMapping:
 def class_names(num_classes: int, metadata: dict[str, Any] | None = None) -> list[str] | None:
     """Names for the head's outputs: the checkpoint's own labels first, else ImageNet's when the size matches."""
     metadata = metadata or {}
-    config = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
-    id2label = metadata.get("id2label") or config.get("id2label")
-    if isinstance(id2label, dict):
+    id2label = _id2label(metadata)
+    if id2label:
         names = _by_index(id2label, num_classes)
         if names:
             return names
