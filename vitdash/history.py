@@ -273,8 +273,9 @@ def off_domain(accuracy: Any) -> str:
 
 def record_audit(history: AuditHistory, ckpt, *, audit=None, family=None, accuracy=None, reviewer: str = "",
                  note: str = "", off_domain_confirmed: bool = False) -> AuditRecord:
-    """Save what the analyses found about `ckpt`: `audit` (vitdash.verdict.Audit), `family`
-    (vitdash.family.FamilyMatch or ArchitectureReport), `accuracy` (vitdash.evaluate.EvalResult or its dict).
+    """Save what the analyses found about `ckpt`: `audit` (vitdash.trained.verdict.Audit), `family`
+    (vitdash.identity.family.FamilyMatch or ArchitectureReport), `accuracy` (vitdash.perform.evaluate.EvalResult
+    or its dict).
 
     An accuracy measured on data that is not the model's domain is saved only with `off_domain_confirmed`:
     as "the model's accuracy" it would mislead everyone who finds the record later."""

@@ -186,7 +186,7 @@ def verdict_section(audit) -> Section:
 
 def architecture_section(rep) -> Section:
     """What is it? The architecture read off the tensors and its place in the ViT family
-    (`vitdash.family.report(ckpt)`)."""
+    (`vitdash.identity.family.report(ckpt)`)."""
 
     arch, cx, found = rep.arch, rep.complexity, rep.match
     rows = [("family match", f"{found.kind}: {found.name}"), ("width", arch.embed_dim), ("depth", arch.depth),
@@ -203,7 +203,7 @@ def architecture_section(rep) -> Section:
 
 
 def accuracy_section(result) -> Section:
-    """Does it perform? Own-head accuracy (`vitdash.evaluate.evaluate`) with how it was measured."""
+    """Does it perform? Own-head accuracy (`vitdash.perform.evaluate.evaluate`) with how it was measured."""
 
     rows = [("data", f"{result.data.get('name')} ({result.data.get('kind')}, {result.n_images} images, "
                      f"{result.n_classes} classes)"),
@@ -226,7 +226,7 @@ def accuracy_section(result) -> Section:
 
 
 def fewshot_section(result) -> Section:
-    """Few-shot probe of the features (`vitdash.fewshot.fewshot`), against the random twin."""
+    """Few-shot probe of the features (`vitdash.perform.fewshot.fewshot`), against the random twin."""
 
     rows = [(r.shots, f"{r.accuracy_mean:.1%} ± {r.accuracy_std:.1%}",
              "n/a" if r.random_init_accuracy_mean is None else

@@ -313,7 +313,7 @@ def explain_images(ckpt: Checkpoint, images: Sequence[Image.Image], *, model: to
                    img_size: int | tuple[int, int] | None = None, **settings: Any) -> list[AttentionResult]:
     """Checkpoint + images -> results, each carrying the image as the model saw it (`result.image`).
 
-    Preprocessing is the checkpoint's own (`vitdash.evaluate.resolve_preprocessing`); `img_size` asks for
+    Preprocessing is the checkpoint's own (`vitdash.identity.preprocessing.resolve_preprocessing`); `img_size` asks for
     another resolution (height, width may differ), rounded down to whole patches. `settings` go to `explain`.
     """
 

@@ -70,7 +70,7 @@ class Dataset:
     def load(self, i: int, mode: str) -> Image.Image:
         """The i-th image in PIL `mode` ('L' for one-channel models, else 'RGB').
 
-        Files go through `vitdash.images.open_image` (format check, decompression-bomb guard, EXIF rotation),
+        Files go through `vitdash.data.images.open_image` (format check, decompression-bomb guard, EXIF rotation),
         which raises VitdashError with the reason when a file is not a usable image.
         """
         item = self.items[i]

@@ -72,7 +72,7 @@ def folder_samples(folder: str | Path | None = None) -> list[ImageRef]:
 
 
 def data_samples(data: str | Path, limit: int | None = None) -> list[ImageRef]:
-    """Images of an accuracy-check data set (`vitdash.data.discover`: a folder, or 'digits'), with class names."""
+    """Images of an accuracy-check data set (`datasets.discover`: a folder, or 'digits'), with class names."""
 
     ds = discover(data)
     names = ds.class_names()

@@ -3,7 +3,7 @@
 `family.csv` holds one row per published family member: ViT Ti/S/B/L/H/g/G at patch 8/14/16/32, DeiT
 (plain and distilled), DeiT III, DINOv2 (with and without registers) and CLIP image towers. `mlp_size` is
 the MLP hidden size (3072 for ViT-B), not the width D that the common ViT summary table prints in a
-column it calls "MLP size". `params_m` and `gflops` are computed by `vitdash.complexity` from the row
+column it calls "MLP size". `params_m` and `gflops` are computed by `vitdash.identity.complexity` from the row
 (GFLOPs = GMACs, the timm/fvcore convention) and checked against timm's own models by the tests. `top1`
 lists published ImageNet-1k top-1 per weight tag (`tag=value|tag=value`), with `top1_source` citing where
 each number was published and `top1_protocol` saying what was measured (a classifier, or a linear probe

@@ -5,7 +5,7 @@ with no network and no files. vitdash trains one itself (seeded, well under a mi
 and keeps the weights at initialization from the same seed, so "trained" and "at init" can be told apart
 on a pair that differs only by training.
 
-Inputs go through vitdash's own eval transform (`vitdash.evaluate.Preprocessing`) built from the same
+Inputs go through vitdash's own eval transform (`vitdash.data.transforms.Preprocessing`) built from the same
 `pretrained_cfg` that is saved with the weights, so the accuracy check on 'digits' sees exactly the
 tensors the model was trained on. Each model is saved as a Hugging Face style folder (`model.safetensors`
 + `config.json` with `pretrained_cfg`, `id2label`, `class_to_idx`, the accuracies and the held-out

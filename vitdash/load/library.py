@@ -33,7 +33,7 @@ ORIGIN_TORCH = "torch hub"
 @dataclass(frozen=True)
 class LibraryEntry:
     name: str
-    source: str  # what `vitdash.sources.load` takes (after `prepare` for entries that are not ready)
+    source: str  # what `vitdash.load.sources.load` takes (after `prepare` for entries that are not ready)
     kind: str  # 'file', 'folder', 'demo'
     size_bytes: int = 0
     origin: str = ORIGIN_FOLDER

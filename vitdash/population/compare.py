@@ -4,7 +4,7 @@ Layouts are mapped before comparing, so a torchvision file and its timm twin hol
 compare as the same weights. Tensors are read one pair at a time (memory stays at two tensors), and
 "same weights" means equal values after promoting both to a common dtype (an exact test). The change
 in what the verdict reads (std, kurtosis, spectral structure, per-tensor verdict) comes from
-`vitdash.verdict`.
+`vitdash.trained.verdict`.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ RAY_BOOKKEEPING = {
 class ZooModel:
     """One member of the population, as found on disk (nothing read but JSON)."""
 
-    path: str  # what `vitdash.sources.load` takes (absolute)
+    path: str  # what `vitdash.load.sources.load` takes (absolute)
     name: str  # relative to the population's root
     group: str = ""  # 'pretraining' | 'finetuning' | '' (plain folder)
     parent: str | None = None  # the parent's `path`

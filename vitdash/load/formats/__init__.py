@@ -1,6 +1,6 @@
 """Format readers: bytes on disk -> named tensors (lazy) + whatever metadata the file carries.
 
-A reader knows file formats, never naming conventions; `vitdash.layouts` maps names afterwards.
+A reader knows file formats, never naming conventions; `vitdash.load.layouts` maps names afterwards.
 The format is decided by content (magic bytes, zip members), not by the extension: downloads and
 uploads are often misnamed, and a misnamed file must still get a specific answer.
 """
