@@ -177,3 +177,66 @@ def test_an_accuracy_off_the_models_domain_is_saved_only_when_confirmed(tmp_path
     assert h.count() == 0
     rec = record_audit(h, ckpt, accuracy=acc, reviewer="ana", off_domain_confirmed=True)
     assert "(not the model's domain)" in rec.describe()
+
+
+V1_SCHEMA = """
+CREATE TABLE audits (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, sha256 TEXT NOT NULL,
+    file_name TEXT NOT NULL, size_bytes INTEGER NOT NULL, source TEXT NOT NULL DEFAULT '', verdict TEXT,
+    confidence REAL, family TEXT, family_kind TEXT, top1 REAL, accuracy_data TEXT, accuracy TEXT,
+    reviewer TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '', details TEXT);
+CREATE INDEX audits_sha256 ON audits (sha256);
+CREATE INDEX audits_created ON audits (created_at);
+INSERT INTO audits (created_at, sha256, file_name, size_bytes, verdict, reviewer, note)
+    VALUES ('2024-05-01T10:00:00+00:00', 'ab', 'old.pth', 7, 'random', 'ana', 'before sign-in');
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_database_gains_the_user_column_and_keeps_its_audits(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:
+        con.executescript(V1_SCHEMA)
+    h = AuditHistory(path)
+    [old] = h.list()
+    assert (old.file_name, old.reviewer, old.user, old.note) == ("old.pth", "ana", "", "before sign-in")
+    assert old.verdict == "init"  # and schema 2's rename of the untrained verdict applies on the way
+    new = _rec(h, 2, reviewer="Bo", user="bo@example.com")
+    assert new.user == "bo@example.com" and "by Bo (signed in as bo@example.com)" in new.describe()
+    again = AuditHistory(path)  # opening a migrated file again changes nothing
+    assert [r.id for r in again.list(user="bo@example.com")] == [new.id] and again.users() == ["bo@example.com"]
+    assert [r.id for r in again.list(text="example.com")] == [new.id]
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert [r[1] for r in con.execute("PRAGMA table_info(audits)")].count("user") == 1
+    assert next(iter(csv.DictReader(io.StringIO(again.to_csv()))))["user"] == "bo@example.com"
+
+
+def test_concurrent_first_opens_of_an_old_database_migrate_once(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:
+        con.executescript(V1_SCHEMA)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            AuditHistory(path)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and AuditHistory(path).count() == 1
+
+
+def test_a_newer_schema_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "new.sqlite"
+    AuditHistory(path)
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA user_version=9")
+    with pytest.raises(VitdashError, match="newer vitdash"):
+        AuditHistory(path)
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 9

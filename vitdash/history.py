@@ -4,6 +4,10 @@ SQLite is the embedded default (nothing to install, one file, kept across restar
 in WAL mode with a busy timeout and every call opens its own connection, so the sessions of one server
 (threads) and several servers on one disk (processes) can write at the same time. The path comes from
 the argument, else $VITDASH_HISTORY_DB, else $XDG_DATA_HOME/vitdash/history.sqlite (~/.local/share).
+
+Each audit names two people: `reviewer`, who typed their name on the form (what the team calls itself), and
+`user`, who was signed in (the identity provider's word, empty on a laptop). Schema 3 added `user`; an older
+database gains the column (empty for its old rows) the first time this version opens it.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from typing import Any
 from vitdash.errors import VitdashError
 
 # 2: the untrained model verdict is 'init' (it was 'random'), the word every tensor at its initialization has.
-SCHEMA_VERSION = 2
+# 3: `user`, who was signed in when the audit was saved.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audits (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,14 +45,19 @@ CREATE TABLE IF NOT EXISTS audits (
     accuracy TEXT,
     reviewer TEXT NOT NULL DEFAULT '',
     note TEXT NOT NULL DEFAULT '',
-    details TEXT
+    details TEXT,
+    user TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audits_sha256 ON audits (sha256);
 CREATE INDEX IF NOT EXISTS audits_created ON audits (created_at);
 """
 CSV_DIGITS = 4  # confidence and top-1 are fractions: 0.9056, not 0.9055555462837219
+_MIGRATIONS = {  # columns added since schema 1 -> their definition (old rows take the default)
+    "user": "TEXT NOT NULL DEFAULT ''",  # schema 3
+}
+_TEXT_COLUMNS = ("file_name", "sha256", "source", "family", "note", "reviewer", "user")  # what `text` searches
 CSV_COLUMNS = ("id", "created_at", "sha256", "file_name", "size_bytes", "source", "verdict", "confidence", "family",
-               "family_kind", "top1", "accuracy_data", "reviewer", "note")
+               "family_kind", "top1", "accuracy_data", "reviewer", "user", "note")
 
 
 @dataclass
@@ -70,6 +80,7 @@ class AuditRecord:
     reviewer: str = ""
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    user: str = ""  # who was signed in (empty without sign-in)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,8 +88,10 @@ class AuditRecord:
     def describe(self) -> str:
         """One line for 'already audited' notices."""
         parts = [f"audited {self.created_at.replace('T', ' ').removesuffix('+00:00')} UTC"]
-        if self.reviewer:
-            parts.append(f"by {self.reviewer}")
+        if self.reviewer or self.user:
+            who = self.reviewer or self.user
+            parts.append(f"by {who}" + (f" (signed in as {self.user})" if self.reviewer and self.user
+                                        and self.user != self.reviewer else ""))
         if self.verdict:
             parts.append(f"verdict {self.verdict}" + (f" ({self.confidence:.0%})" if self.confidence is not None else ""))
         if self.family:  # a custom network only resembles its nearest member; say so rather than claim it is one
@@ -116,14 +129,7 @@ class AuditHistory:
                 if con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                     raise VitdashError(f"{self.path}: SQLite refused WAL mode (a network file system?); "
                                        "set VITDASH_HISTORY_DB to a path on a local disk")
-                con.executescript(_SCHEMA)
-                version = con.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise VitdashError(f"{self.path} was written by a newer vitdash (schema {version}); "
-                                       "upgrade vitdash or point VITDASH_HISTORY_DB elsewhere")
-                if version < 2:
-                    con.execute("UPDATE audits SET verdict = 'init' WHERE verdict = 'random'")
-                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                _migrate(con, self.path)
         except (sqlite3.DatabaseError, OSError) as e:
             raise VitdashError(f"cannot open the audit history at {self.path}: {e}") from None
 
@@ -142,7 +148,7 @@ class AuditHistory:
     def record(self, *, sha256: str, file_name: str, size_bytes: int, source: str = "", verdict: str | None = None,
                confidence: float | None = None, family: str | None = None, family_kind: str | None = None,
                accuracy: Mapping[str, Any] | None = None, reviewer: str = "", note: str = "",
-               details: Mapping[str, Any] | None = None) -> AuditRecord:
+               details: Mapping[str, Any] | None = None, user: str = "") -> AuditRecord:
         """Save one audit and return it with its id and time.
 
         `accuracy` is an accuracy result's dict (`EvalResult.to_dict()` or its summary); its top-1 and data
@@ -156,7 +162,7 @@ class AuditHistory:
         row = dict(created_at=_now(), sha256=sha256, file_name=file_name, size_bytes=int(size_bytes or 0),
                    source=source, verdict=verdict, confidence=confidence, family=family, family_kind=family_kind,
                    top1=top1, accuracy_data=data_name, accuracy=_json(acc), reviewer=reviewer.strip(),
-                   note=note.strip(), details=_json(dict(details) if details else None))
+                   note=note.strip(), details=_json(dict(details) if details else None), user=user.strip())
         cols = ", ".join(row)
         try:
             with self._connect() as con:
@@ -173,25 +179,27 @@ class AuditHistory:
         return self.list(sha256=sha256)
 
     def list(self, *, text: str | None = None, sha256: str | None = None, verdicts: Sequence[str] | None = None,
-             reviewer: str | None = None, since: str | None = None, until: str | None = None,
-             limit: int | None = None) -> list[AuditRecord]:
-        """Audits newest first, filtered: `text` in file name, hash, source, family or note (case-insensitive);
-        `verdicts` any of; `reviewer` exact; `since`/`until` ISO dates or times (UTC, `until` inclusive of that day)."""
+             reviewer: str | None = None, user: str | None = None, since: str | None = None,
+             until: str | None = None, limit: int | None = None) -> list[AuditRecord]:
+        """Audits newest first, filtered: `text` in file name, hash, source, family, note, reviewer or user
+        (case-insensitive); `verdicts` any of; `reviewer` and `user` exact; `since`/`until` ISO dates or times
+        (UTC, `until` inclusive of that day)."""
         where, args = [], []
         if text:
             where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in
-                                           ("file_name", "sha256", "source", "family", "note", "reviewer")) + ")")
+                                           _TEXT_COLUMNS) + ")")
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            args += [pattern] * 6
+            args += [pattern] * len(_TEXT_COLUMNS)
         if sha256:
             where.append("sha256 = ?")
             args.append(sha256)
         if verdicts:
             where.append(f"verdict IN ({', '.join('?' * len(verdicts))})")
             args += list(verdicts)
-        if reviewer:
-            where.append("reviewer = ?")
-            args.append(reviewer)
+        for column, value in (("reviewer", reviewer), ("user", user)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
         if since:
             where.append("created_at >= ?")
             args.append(since)
@@ -208,9 +216,16 @@ class AuditHistory:
             raise VitdashError(f"could not read the audit history at {self.path}: {e}") from None
 
     def reviewers(self) -> list[str]:
+        return self._distinct("reviewer")
+
+    def users(self) -> list[str]:
+        """Everyone who was signed in when they saved an audit."""
+        return self._distinct("user")
+
+    def _distinct(self, column: str) -> list[str]:
         with self._connect() as con:
-            return [r[0] for r in con.execute("SELECT DISTINCT reviewer FROM audits WHERE reviewer != '' "
-                                              "ORDER BY reviewer")]
+            return [r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM audits WHERE {column} != '' "
+                                              f"ORDER BY {column}")]
 
     def count(self) -> int:
         with self._connect() as con:
@@ -225,6 +240,31 @@ class AuditHistory:
         for r in rows:
             writer.writerow({k: round(v, CSV_DIGITS) if isinstance(v, float) else v for k, v in r.to_dict().items()})
         return out.getvalue()
+
+
+def _migrate(con: sqlite3.Connection, path: Path) -> None:
+    """Create the table, or bring an older one up to `SCHEMA_VERSION`, in one write transaction: two servers
+    opening the same old file at once must not both add the column."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise VitdashError(f"{path} was written by a newer vitdash (schema {version}); "
+                               "upgrade vitdash or point VITDASH_HISTORY_DB elsewhere")
+        columns = {r[1] for r in con.execute("PRAGMA table_info(audits)")}
+        if columns:
+            for name, definition in _MIGRATIONS.items():
+                if name not in columns:
+                    con.execute(f"ALTER TABLE audits ADD COLUMN {name} {definition}")
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            con.execute(statement)
+        if version < 2:
+            con.execute("UPDATE audits SET verdict = 'init' WHERE verdict = 'random'")
+        con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _data_name(acc: Mapping[str, Any] | None) -> str | None:
@@ -272,10 +312,10 @@ def off_domain(accuracy: Any) -> str:
 
 
 def record_audit(history: AuditHistory, ckpt, *, audit=None, family=None, accuracy=None, reviewer: str = "",
-                 note: str = "", off_domain_confirmed: bool = False) -> AuditRecord:
+                 note: str = "", off_domain_confirmed: bool = False, user: str = "") -> AuditRecord:
     """Save what the analyses found about `ckpt`: `audit` (vitdash.trained.verdict.Audit), `family`
     (vitdash.identity.family.FamilyMatch or ArchitectureReport), `accuracy` (vitdash.perform.evaluate.EvalResult
-    or its dict).
+    or its dict); `user`: who is signed in.
 
     An accuracy measured on data that is not the model's domain is saved only with `off_domain_confirmed`:
     as "the model's accuracy" it would mislead everyone who finds the record later."""
@@ -294,4 +334,4 @@ def record_audit(history: AuditHistory, ckpt, *, audit=None, family=None, accura
         source=ckpt.source, verdict=getattr(audit, "verdict", None),
         confidence=getattr(audit, "confidence", None), family=getattr(match, "name", None),
         family_kind=getattr(match, "kind", None), accuracy=accuracy_summary(acc) if acc else None,
-        reviewer=reviewer, note=note, details=details)
+        reviewer=reviewer, note=note, details=details, user=user)
