@@ -185,7 +185,23 @@ def test_save_upload_is_atomic_and_never_overwrites(tmp_path):
     odd = library.save_upload(first, "weights", folder)
     assert odd.name == "weights.bin" and load(odd).is_vit  # listed by the scan, read by content
     assert sorted(e.name for e in library.scan_folder(folder)) == sorted(p.name for p in (path, second, odd))
-    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+    hidden = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))  # no .part left behind
+    assert hidden == sorted(f".{p.name}.vitdash.json" for p in (path, second, odd))
+
+
+def test_the_library_records_who_saved_a_file(tmp_path):
+    folder = tmp_path / "lib"
+    data = save(_tiny_state())
+    path = library.save_upload(data, "mine.safetensors", folder, saved_by=" alice@example.com ")
+    assert library.save_upload(data, "again.safetensors", folder, saved_by="bob@example.com") != path
+    assert library.save_upload(data, "mine.safetensors", folder, saved_by="bob@example.com") == path
+    [entry] = [e for e in library.scan_folder(folder) if e.source == str(path)]
+    assert entry.saved_by == "alice@example.com"  # the same bytes saved again keep their first saver
+    assert "saved by alice@example.com" in entry.label
+    anonymous = library.save_upload(save({k: v * 2 for k, v in _tiny_state().items()}), "anon.pth", folder)
+    assert library.who_saved(anonymous) == "" and library.who_saved(tmp_path / "nothing.pth") == ""
+    (folder / ".anon.pth.vitdash.json").write_text("{not json")
+    assert library.who_saved(anonymous) == ""  # a damaged sidecar costs the name, not the listing
 
 
 def test_save_upload_refuses_clearly(tmp_path):

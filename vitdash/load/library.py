@@ -5,14 +5,19 @@ folders ($VITDASH_MODEL_DIRS and/or the app's secrets, passed in by the caller: 
 streamlit), the user's own library folder (where saved uploads go when no shared folder is configured), the
 Hugging Face Hub cache and torch hub's checkpoint folder, where timm and torchvision downloads already sit
 on users' machines. Listing only walks folders and reads sizes, so it is cheap enough for every rerun.
+
+A saved upload says who saved it and when in a hidden sidecar beside it (`.<file>.vitdash.json`): the
+library travels as a plain folder (copied, synced, mounted on another server) and keeps that with it.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +44,16 @@ class LibraryEntry:
     origin: str = ORIGIN_FOLDER
     ready: bool = True  # False: the demo is not trained yet; `prepare` builds it
     note: str = ""
+    saved_by: str = ""  # who saved this upload into the library (its sidecar), if anyone did
 
     @property
     def label(self) -> str:
         """What a picker shows: the model's own name first (a narrow sidebar cuts the end, and two files of one
-        folder must still differ), then its folder, where it was found and its size."""
+        folder must still differ), then its folder, where it was found, its size and who saved it."""
         leaf, _, folder = self.name.rstrip("/").rpartition("/")[::-1]
         where = [f"{folder}/" if folder else "", "" if self.origin == ORIGIN_FOLDER else self.origin,
-                 _human(self.size_bytes) if self.size_bytes else "", "" if self.ready else "built on first use"]
+                 _human(self.size_bytes) if self.size_bytes else "", "" if self.ready else "built on first use",
+                 f"saved by {self.saved_by}" if self.saved_by else ""]
         return f"{leaf} ({', '.join(w for w in where if w)})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,7 +149,8 @@ def scan_folder(root: Path, origin: str = ORIGIN_FOLDER, prefix: str = "") -> li
         for f in sorted(filenames):
             if is_checkpoint_file(f):
                 p = here / f
-                entries.append(LibraryEntry(prefix + str(p.relative_to(root)), str(p), "file", _size(p), origin))
+                entries.append(LibraryEntry(prefix + str(p.relative_to(root)), str(p), "file", _size(p), origin,
+                                            saved_by=who_saved(p)))
     return entries
 
 
@@ -237,11 +245,40 @@ def _safe_filename(filename: str) -> str:
     return name
 
 
-def save_upload(data: bytes, filename: str, folder: str | os.PathLike | None = None) -> Path:
+def _sidecar(path: Path) -> Path:
+    return path.with_name(f".{path.name}.vitdash.json")
+
+
+def who_saved(path: str | os.PathLike) -> str:
+    """Who saved this file into the library ('' when nobody recorded it, or the sidecar is unreadable)."""
+    try:
+        record = json.loads(_sidecar(Path(path)).read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(record.get("saved_by", "")) if isinstance(record, dict) else ""
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """temp file + fsync + rename: readers see the old file or the whole new one, never a partial one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_upload(data: bytes, filename: str, folder: str | os.PathLike | None = None, saved_by: str = "") -> Path:
     """Put an upload into the library folder (atomically: temp file + rename) and return its path.
 
-    Saving the same bytes twice returns the existing file; a different file under a taken name gets the
-    first 8 hex digits of its sha256 appended, so nothing already in the library is overwritten.
+    Saving the same bytes twice returns the existing file (and keeps who saved it first); a different file
+    under a taken name gets the first 8 hex digits of its sha256 appended, so nothing already in the library
+    is overwritten. `saved_by` (the signed-in user) goes into the file's sidecar with the time and hash.
     """
     target_dir = Path(folder) if folder is not None else save_dir()
     name = _safe_filename(filename)
@@ -256,17 +293,10 @@ def save_upload(data: bytes, filename: str, folder: str | os.PathLike | None = N
             target = target_dir / f"{stem}-{digest[:8]}{suffix}"
             if target.exists() and sha256_files([target]) == digest:
                 return target
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".part", dir=target_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(target, data)
+        record = {"saved_by": saved_by.strip(), "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "sha256": digest, "uploaded_as": filename}
+        _write_atomic(_sidecar(target), json.dumps(record).encode())
     except OSError as e:
         raise VitdashError(f"could not save {name} into the library folder {target_dir}: {e.strerror or e}") from None
     return target
