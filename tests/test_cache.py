@@ -96,14 +96,16 @@ def test_nbytes_counts_checkpoint_tensors_and_model_parameters(tiny_vit_ckpt):
 
 def test_bound_from_environment(monkeypatch):
     monkeypatch.delenv("VITDASH_CACHE_MB", raising=False)
+    monkeypatch.setenv("VITDASH_MEMORY_MB", "100000")
     assert C.bound_from_env() == 4096 * MB
+    monkeypatch.setenv("VITDASH_MEMORY_MB", "3000")  # a small server: the cache leaves two thirds to jobs
+    assert C.bound_from_env() == 1000 * MB
     monkeypatch.setenv("VITDASH_CACHE_MB", "512")
     assert C.bound_from_env() == 512 * MB
     for bad in ("lots", "-1", "0"):
         monkeypatch.setenv("VITDASH_CACHE_MB", bad)
         with pytest.raises(VitdashError, match="VITDASH_CACHE_MB"):
             C.bound_from_env()
-
 
 
 def test_audits_are_run_once_per_content_and_counted_in_the_bound(tiny_vit_ckpt):
@@ -125,6 +127,16 @@ def test_head_evidence_goes_through_the_shared_cache(shared_dir, monkeypatch):
     ckpt = load(shared_dir / "checkpoints" / "mnist_vit_torchvision_layout.pth")
     assert infer_architecture(ckpt).num_heads == infer_architecture(ckpt).num_heads == 2
     assert len(runs) == 1 and [k[0] for k in lru.keys()] == ["head_evidence"]
+
+
+def test_shrink_drops_least_recently_used_first():
+    lru = C.ByteLRU(100)
+    for key in "abcd":
+        lru.put(key, key, 20)
+    lru.get("a")
+    assert lru.shrink(30) == 40 and lru.keys() == ["d", "a"] and lru.total_bytes == 40
+    assert lru.shrink(1000) == 40 and len(lru) == 0 and lru.shrink(1) == 0
+
 
 # ---- 8 sessions at once -----------------------------------------------------------------------------------
 

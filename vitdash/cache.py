@@ -3,9 +3,10 @@
 Several people opening different ViT-B files at once must not exhaust RAM: `st.cache_resource` bounds
 entries, not bytes, and a ViT-H weighs as much as forty ViT-S. Entries here are counted by the bytes they
 hold (a checkpoint: its tensors' bytes; a built model: its parameters' and buffers' bytes; a result such as
-an audit: its pickled size) and the least recently used are dropped first once the bound
-($VITDASH_CACHE_MB, default 4096) would be passed. It knows nothing of what it holds: the stages' own
-modules choose keys and sizes.
+an audit: its pickled size) and the least recently used are dropped first once the bound ($VITDASH_CACHE_MB;
+default 4096, or a third of the server's memory budget $VITDASH_MEMORY_MB when that is smaller, so the cache
+leaves room for running jobs) would be passed. It knows nothing of what it holds: the stages' own modules
+choose keys and sizes.
 
 Loads are single-flight: sessions asking for the same key at once wait for one load instead of each
 reading the file; different keys load in parallel. A value larger than the whole bound is returned but not
@@ -13,7 +14,6 @@ kept, so one huge file cannot flush everyone else's models.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import threading
 from collections import OrderedDict
@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
+from vitdash.common.memory import MB, megabytes_from_env, memory_budget
 from vitdash.errors import VitdashError
 
 DEFAULT_MB = 4096
@@ -121,6 +122,18 @@ class ByteLRU:
             self._peak = max(self._peak, self._bytes)
             return True
 
+    def shrink(self, free_bytes: int) -> int:
+        """Drop least recently used entries until `free_bytes` are released or none is left; returns the bytes
+        dropped. A job queue that needs room calls it: a dropped entry is simply reloaded on its next use."""
+        dropped = 0
+        with self._lock:
+            while self._items and dropped < free_bytes:
+                _, (_, size) = self._items.popitem(last=False)
+                self._bytes -= size
+                self._evictions += 1
+                dropped += size
+        return dropped
+
     def discard(self, key: Hashable) -> None:
         with self._lock:
             item = self._items.pop(key, None)
@@ -162,17 +175,8 @@ class ByteLRU:
 
 
 def bound_from_env() -> int:
-    """$VITDASH_CACHE_MB in bytes (default 4096 MB)."""
-    text = os.environ.get("VITDASH_CACHE_MB", "").strip()
-    if not text:
-        return DEFAULT_MB << 20
-    try:
-        mb = float(text)
-    except ValueError:
-        raise VitdashError(f"VITDASH_CACHE_MB must be a number of megabytes, got {text!r}") from None
-    if mb <= 0:
-        raise VitdashError(f"VITDASH_CACHE_MB must be positive, got {text!r}")
-    return int(mb * (1 << 20))
+    """$VITDASH_CACHE_MB in bytes (default: 4096 MB or a third of the memory budget, whichever is less)."""
+    return megabytes_from_env("VITDASH_CACHE_MB", min(DEFAULT_MB, memory_budget() / 3 / MB))
 
 
 _SHARED: ByteLRU | None = None
