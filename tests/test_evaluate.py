@@ -143,6 +143,22 @@ def test_cpu_batches_are_fed_in_chunks_so_progress_moves_inside_a_batch(tmp_path
     assert r.n_images == 6 and any(0 < p.done < 7 for p in seen)  # one 7-file batch, yet reports inside it
 
 
+def test_the_cpu_batch_shrinks_to_fit_its_activation_budget(tiny_vit_ckpt):
+    from vitdash.identity.architecture import infer_architecture
+    from vitdash.load.sources import load_timm
+    from vitdash.perform.memory import activation_bytes
+
+    cpu = torch.device("cpu")
+    opts = EngineOptions(device="cpu", batch_size=64, batch_mb=512)
+    arch = infer_architecture(load_timm("vit_small_patch14_dinov2"))
+    at_518 = activation_bytes(arch, (3, 518, 518))
+    assert at_518 > 5 * activation_bytes(arch, (3, 224, 224))  # 1,370 tokens against 257: the square of the size
+    assert opts.batch_for(cpu, at_518) == (512 << 20) // at_518 < 64
+    assert opts.batch_for(cpu, activation_bytes(infer_architecture(tiny_vit_ckpt), (3, 32, 32))) == 64
+    assert opts.batch_for(torch.device("cuda"), at_518) == 64  # on a GPU the activations are not in RAM
+    assert EngineOptions(batch_size=4, batch_mb=0.001).batch_for(cpu, at_518) == 1
+
+
 def test_headless_checkpoint_is_refused(tmp_path):
     from vitdash.load.sources import load_timm
 

@@ -119,3 +119,44 @@ def test_fewshot_reports_before_building_the_models(tiny_vit_ckpt):
     fewshot(tiny_vit_ckpt, "digits", shots=(1,), n_splits=1, options=EngineOptions(device="cpu", limit=100),
             progress=seen.append)
     assert seen[0].done == 0 and "random-init twin" in seen[0].message
+
+
+def test_the_checkpoint_and_its_twin_are_never_in_memory_together(tiny_vit_ckpt, monkeypatch):
+    """The twin of a ViT-L weighs as much as the checkpoint: it is built only once the checkpoint's pass is over
+    and its model freed; one progress bar runs over both passes."""
+    import gc
+    import weakref
+
+    import vitdash.perform.fewshot as F
+
+    built, seen = [], []
+    real_build, real_twin = F.build_model, F.build_random_twin
+
+    def build_model(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        built.append(weakref.ref(model))
+        return model
+
+    def build_random_twin(*args, **kwargs):
+        gc.collect()
+        assert built and built[0]() is None, "the checkpoint's model is still alive when the twin is built"
+        assert seen[-1].done == seen[-1].total // 2 and "random-init twin" in seen[-1].message
+        return real_twin(*args, **kwargs)
+
+    monkeypatch.setattr(F, "build_model", build_model)
+    monkeypatch.setattr(F, "build_random_twin", build_random_twin)
+    r = fewshot(tiny_vit_ckpt, "digits", shots=(1,), n_splits=1, progress=seen.append,
+                options=EngineOptions(device="cpu", batch_size=50, limit=100))
+    assert r.results[0].random_init_accuracy_mean is not None and r.n_images == 100
+    done = [p.done for p in seen]
+    assert done == sorted(done) and seen[-1].done == seen[-1].total == 200 and len(built) == 1
+
+
+def test_a_stop_during_the_checkpoint_pass_skips_the_twin(tiny_vit_ckpt):
+    seen = []
+    r = fewshot(tiny_vit_ckpt, "digits", shots=(1,), progress=seen.append,
+                should_stop=lambda: any(p.done for p in seen), options=EngineOptions(device="cpu", limit=100))
+    done = max(p.done for p in seen)
+    assert r.cancelled and r.results == [] and 0 < done < 100
+    assert not any("twin" in p.message for p in seen[1:])  # never built
+    assert r.warnings[0] == f"cancelled after {done} of 200 image passes: no probe was fitted"

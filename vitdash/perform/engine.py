@@ -30,6 +30,7 @@ class EngineOptions:
     compile: bool = False
     num_workers: int | None = None  # None: min(8, cores) on CUDA, 0 on CPU (workers would steal the cores)
     limit: int | None = None
+    batch_mb: float = 512.0  # CPU: the batch shrinks until one block's activations fit this (see `batch_for`)
 
     def resolve(self) -> tuple[torch.device, torch.dtype]:
         name = self.device.lower()
@@ -48,6 +49,14 @@ class EngineOptions:
         if prec not in _PRECISIONS:
             raise VitdashError(f"unknown precision {self.precision!r}: use auto, fp32, bf16 or fp16")
         return device, _PRECISIONS[prec]
+
+    def batch_for(self, device: torch.device, bytes_per_image: int) -> int:
+        """`batch_size`, shrunk on CPU so a batch's activations stay under `batch_mb`: 64 DINOv2 images at
+        518 px (1,370 tokens each) need ~1.9 GB in every block, where 64 ViT-S images at 224 px need ~270 MB.
+        On CUDA the activations live on the GPU and the batch is left as asked."""
+        if device.type != "cpu" or bytes_per_image <= 0:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.batch_mb * (1 << 20)) // bytes_per_image))
 
     def workers(self, device: torch.device) -> int:
         if self.num_workers is not None:
@@ -168,17 +177,19 @@ CPU_CHUNK_S = 1.0
 
 def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, torch.Tensor], None],
                device: torch.device, opts: EngineOptions, progress: ProgressFn | None = None,
-               should_stop: Callable[[], bool] | None = None) -> RunStats:
+               should_stop: Callable[[], bool] | None = None, batch_size: int | None = None) -> RunStats:
     """Feed every image through `step(x_on_device, labels)`, batch by batch, under inference_mode.
 
     `should_stop` is polled before each batch (and each CPU chunk; the page's cancel button sets it); a stopped
     run returns the statistics of what was done, flagged `cancelled`. Progress is reported before the first
-    images are read and after every chunk, so it moves from the first second.
+    images are read and after every chunk, so it moves from the first second. `batch_size` overrides the
+    options' (a caller that shrank it to fit memory: `EngineOptions.batch_for`); it also caps the CPU chunk.
     """
     workers = opts.workers(device)
     cuda = device.type == "cuda"
+    batch_size = batch_size or opts.batch_size
     loader = torch.utils.data.DataLoader(
-        _Images(ds, prep), batch_size=opts.batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+        _Images(ds, prep), batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
         pin_memory=cuda, prefetch_factor=4 if workers else None, persistent_workers=False)
     done, failed = 0, []
     batches = iter(loader)
@@ -191,7 +202,7 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
             progress(_progress(done + len(failed), len(ds), time.perf_counter() - start, len(failed)))
 
     if progress is not None:
-        progress(Progress(0, len(ds), f"reading the first {min(opts.batch_size, len(ds))} images..."))
+        progress(Progress(0, len(ds), f"reading the first {min(batch_size, len(ds))} images..."))
     with torch.inference_mode():
         while not (cancelled := stop()):
             # Without workers the transforms' small tensor ops run here; with intra-op threads they spend far
@@ -214,7 +225,7 @@ def run_images(ds: Dataset, prep: Preprocessing, step: Callable[[torch.Tensor, t
                     took = time.perf_counter() - t0
                     done, at = done + len(y[at:at + size]), at + size
                     if not cuda:
-                        chunk = max(1, min(opts.batch_size, int(CPU_CHUNK_S * size / max(took, 1e-6))))
+                        chunk = max(1, min(batch_size, int(CPU_CHUNK_S * size / max(took, 1e-6))))
                     report()
                     if at < len(y) and (cancelled := stop()):
                         break

@@ -33,6 +33,7 @@ from vitdash.perform.engine import (
     prepare_forward,
     run_images,
 )
+from vitdash.perform.memory import activation_bytes
 
 CONFUSION_MAX_CLASSES = 50
 
@@ -146,6 +147,7 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
     tops: list[np.ndarray] = []
     labels: list[np.ndarray] = []
 
+    batch = opts.batch_for(device, activation_bytes(arch, prep.input_size))
     if progress is not None:
         progress(Progress(0, len(ds), "building the model"))
     with cpu_threads(device):
@@ -155,8 +157,8 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
             tops.append(forward(x).float().topk(k, dim=1).indices.cpu().numpy())
             labels.append(y.numpy())
 
-        stats = run_images(ds, prep, step, device, opts, progress, should_stop)
-        model_ips = (measure_model_throughput(forward, prep.input_size, opts.batch_size, device, opts.channels_last)
+        stats = run_images(ds, prep, step, device, opts, progress, should_stop, batch_size=batch)
+        model_ips = (measure_model_throughput(forward, prep.input_size, batch, device, opts.channels_last)
                      if measure_throughput and not stats.cancelled else None)
 
     top_k = np.concatenate(tops) if tops else np.zeros((0, k), dtype=int)
@@ -176,7 +178,7 @@ def evaluate(ckpt: Checkpoint, data: str | Dataset, options: EngineOptions | Non
         n_classes=len(ds.classes), num_outputs=arch.num_classes, chance_top1=1 / arch.num_classes,
         chance_top5=k / arch.num_classes, reference_top1=None if reference is None else reference / 100,
         label_mapping=mapping.to_dict(), per_class=scores["per_class"], confusion=scores["confusion"],
-        preprocessing=prep.to_dict(), device=str(device), dtype=dtype_name(dtype), batch_size=opts.batch_size,
+        preprocessing=prep.to_dict(), device=str(device), dtype=dtype_name(dtype), batch_size=batch,
         num_workers=stats.num_workers, compiled=opts.compile, images_per_s=stats.images_per_s,
         model_images_per_s=model_ips, elapsed_s=stats.elapsed_s, cancelled=stats.cancelled, warnings=warnings,
         domain=domain.to_dict())

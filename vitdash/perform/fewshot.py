@@ -7,11 +7,14 @@ closed-form regularized least-squares classifier of the ViT paper's few-shot eva
 unregularized bias and a fixed L2 penalty of 2**10 (scikit-learn's `RidgeClassifier`). Accuracy is the mean
 per-class accuracy on every image not drawn for training. The same probe on a random-init twin of the same
 architecture runs on the same images and splits: the gap between the two is what pretraining bought.
+
+The checkpoint and its twin run one after the other, each over every image, so only one model is in memory
+at a time (decoding the images twice costs far less than a second ViT-L's weights).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from vitdash.identity.model import build_model, build_random_twin
 from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.perform.engine import EngineOptions, cpu_threads, dtype_name, prepare_forward, run_images
+from vitdash.perform.memory import activation_bytes
 
 DEFAULT_SHOTS = (1, 5, 10, 25)
 L2_REG = 2.0 ** 10  # big_vision's default l2_reg for few-shot linear evaluation
@@ -104,6 +108,18 @@ def probe(features: np.ndarray, labels: np.ndarray, shots: int, n_splits: int = 
     return accs, n_test
 
 
+def _collect(forward: Callable[[torch.Tensor], torch.Tensor], out: list[np.ndarray],
+             labels: list[np.ndarray] | None) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """A `run_images` step keeping one model's features (and, on the first pass, the labels)."""
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        out.append(forward(x).float().cpu().numpy())
+        if labels is not None:
+            labels.append(y.numpy())
+
+    return step
+
+
 def feasible_shots(ds: Dataset, shots: Sequence[int]) -> tuple[list[int], list[int]]:
     """The shot counts the data allows (every class needs at least one test image beyond the shots)."""
     smallest = min(c for c in ds.class_counts() if c > 0)
@@ -133,27 +149,43 @@ def fewshot(ckpt: Checkpoint, data: str | Dataset, shots: Sequence[int] = DEFAUL
             + ("(for ImageNet images with one image per class, group them: --coarse)" if ds.synset_classes else ""))
     arch = arch or infer_architecture(ckpt)
     prep = resolve_preprocessing(ckpt, arch, overrides)
-    if progress is not None:
-        progress(Progress(0, len(ds), "building the model" + (" and its random-init twin" if random_twin else "")))
-    models = [build_model(ckpt, arch)] + ([build_random_twin(ckpt, arch)] if random_twin else [])
-    feats: list[list[np.ndarray]] = [[] for _ in models]
+    batch = opts.batch_for(device, activation_bytes(arch, prep.input_size))
+    builders = [lambda: build_model(ckpt, arch)] + ([lambda: build_random_twin(ckpt, arch)] if random_twin else [])
+    feats: list[list[np.ndarray]] = [[] for _ in builders]
     labels: list[np.ndarray] = []
 
+    def passes(i: int) -> ProgressFn | None:
+        """One bar over both passes: the twin's pass continues where the checkpoint's ended."""
+        if progress is None:
+            return None
+        return lambda p: progress(replace(p, done=p.done + i * len(ds), total=len(builders) * len(ds),
+                                          elapsed_s=p.elapsed_s + elapsed,
+                                          message=f"{('checkpoint', 'random twin')[i]}: {p.message}"))
+
+    elapsed = 0.0
+    runs = []
     with cpu_threads(device):
-        forwards = [prepare_forward(m, device, dtype, opts, features=True) for m in models]
-
-        def step(x: torch.Tensor, y: torch.Tensor) -> None:
-            for f, out in zip(forwards, feats):
-                out.append(f(x).float().cpu().numpy())
-            labels.append(y.numpy())
-
-        stats = run_images(ds, prep, step, device, opts, progress, should_stop)
+        # One model resident at a time, each over all images (the order is fixed, so the features line up):
+        # the twin of a ViT-L is as large as the checkpoint, and only one needs to be in memory at once.
+        for i, build in enumerate(builders):
+            if progress is not None:
+                progress(Progress(i * len(ds), len(builders) * len(ds), ("building the model" + (
+                    " (then its random-init twin)" if random_twin else ""), "building its random-init twin")[i]))
+            forward = prepare_forward(build(), device, dtype, opts, features=True)
+            step = _collect(forward, feats[i], labels if i == 0 else None)
+            runs.append(run_images(ds, prep, step, device, opts, passes(i), should_stop, batch_size=batch))
+            del forward, step  # the only references to this pass's model: freed before the next one is built
+            elapsed += runs[-1].elapsed_s
+            if runs[-1].cancelled:
+                break
+    stats, cancelled = runs[0], any(r.cancelled for r in runs)  # the checkpoint's pass counts the images
 
     warnings = prep.notes + ds.notes
     y = np.concatenate(labels) if labels else np.zeros(0, dtype=int)
     results: list[ShotScore] = []
-    if stats.cancelled:
-        warnings.insert(0, f"cancelled after {stats.n_images} of {len(ds)} images: no probe was fitted")
+    if cancelled:
+        done = sum(r.n_images for r in runs)
+        warnings.insert(0, f"cancelled after {done} of {len(builders) * len(ds)} image passes: no probe was fitted")
     elif not len(y):
         raise VitdashError(f"none of the {len(ds)} files in {ds.root} could be read as an image")
     else:
@@ -181,5 +213,6 @@ def fewshot(ckpt: Checkpoint, data: str | Dataset, shots: Sequence[int] = DEFAUL
         feature_dim=int(feats[0][0].shape[1]) if feats[0] else 0,
         probe=f"whitened features, least squares to {{-1,1}}^K with L2 {L2_REG:g} (RidgeClassifier), "
               f"{n_splits} random splits, mean per-class accuracy on the images not drawn",
-        preprocessing=prep.to_dict(), device=str(device), dtype=dtype_name(dtype), images_per_s=stats.images_per_s,
-        elapsed_s=stats.elapsed_s, cancelled=stats.cancelled, warnings=warnings)
+        preprocessing=prep.to_dict(), device=str(device), dtype=dtype_name(dtype),
+        images_per_s=sum(r.n_images for r in runs) / elapsed if elapsed > 0 else 0.0, elapsed_s=elapsed,
+        cancelled=cancelled, warnings=warnings)

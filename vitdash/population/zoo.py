@@ -19,6 +19,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -256,6 +257,26 @@ def build_report(population: Population, audits: list[ModelAudit], *, target: st
     return ZooReport(root=population.root, layout=population.layout, models=audits, varying_factors=factors,
                      target=target, accuracy_prediction=prediction, embedding=embed(audits), backend=backend,
                      seconds=round(seconds, 3), notes=notes)
+
+
+WORKER_BYTES = 512 << 20  # a spawned worker's interpreter, torch and vitdash, before any checkpoint
+
+
+def zoo_bytes(population: Population, workers: int = 1) -> int:
+    """The job queue's reservation for `audit_zoo`: each worker (this process when `workers` is 1) holds one
+    member, its first checkpoint and its parent at once, each read in full, plus the audit's scratch; spawned
+    workers add their own interpreter. Worker processes are not this server's resident memory, but they are
+    the machine's, which is what the budget protects."""
+    largest = max((_on_disk(Path(m.path)) for m in population.models), default=0)
+    per_worker = 3 * largest + (64 << 20)
+    return per_worker if workers == 1 else workers * (per_worker + WORKER_BYTES)
+
+
+def _on_disk(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return 0
 
 
 def audit_zoo(root: str | os.PathLike | Population, *, workers: int = 1, ray: str | None = None,

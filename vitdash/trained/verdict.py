@@ -375,6 +375,15 @@ def _confidence(share: float) -> float:
     return round(min(0.99, 0.5 + 0.5 * max(0.0, min(1.0, share))), 2)
 
 
+def audit_bytes(ckpt: Checkpoint) -> int:
+    """What a full audit adds to the process at its peak (the job queue's reservation): every tensor read once
+    (a memory-mapped file's pages become resident), plus the largest group's scratch (normal scores and
+    Krylov blocks of each matrix in the group, one float copy each) and a fixed overhead."""
+    store = ckpt.tensors
+    largest = max((store.info(n).numel for n in store), default=0)
+    return store.nbytes + 8 * largest * 4 + (64 << 20)
+
+
 def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -> Audit:
     """Read every floating-point tensor once, then decide per tensor and for the model."""
     start = time.perf_counter()
