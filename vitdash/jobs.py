@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from vitdash.common.compute import cpu_count
 from vitdash.common.memory import MB, give_back, memory_budget, process_rss
 from vitdash.errors import VitdashError
 
@@ -94,7 +95,7 @@ def max_running_from_env() -> int:
     """$VITDASH_MAX_JOBS, default one job per two cores (a forward pass already uses several threads)."""
     text = os.environ.get("VITDASH_MAX_JOBS", "").strip()
     if not text:
-        return max(1, (os.cpu_count() or 1) // 2)
+        return max(1, cpu_count() // 2)
     if not text.isdigit() or int(text) < 1:
         raise VitdashError(f"VITDASH_MAX_JOBS must be a whole number of at least 1, got {text!r}")
     return int(text)
