@@ -19,7 +19,7 @@ PAGES = [  # (file, title, icon); pages are listed only once their file exists
 ]
 
 st.set_page_config(page_title="vitdash", page_icon=":material/visibility:", layout="wide")
-here = Path(__file__).parent / "pages"
-page = st.navigation([st.Page(f"pages/{f}", title=t, icon=i) for f, t, i in PAGES if (here / f).exists()])
+here = Path(__file__).parent / "app_pages"
+page = st.navigation([st.Page(f"app_pages/{f}", title=t, icon=i) for f, t, i in PAGES if (here / f).exists()])
 sidebar.checkpoint_picker()
 page.run()

@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def page_test(page: str, source: str | None = None, timeout: float = 60) -> AppTest:
-    """AppTest for pages/<page> with session_state['source'] set (a path, 'timm:<name>', ...); not yet run."""
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout)
+    """AppTest for app_pages/<page> with session_state['source'] set (a path, 'timm:<name>', ...); not yet run."""
+    at = AppTest.from_file(str(ROOT / "app_pages" / page), default_timeout=timeout)
     if source is not None:
         at.session_state["source"] = source
     return at
@@ -33,7 +33,7 @@ def _picker_script():
     from ui.sidebar import checkpoint_picker
 
     checkpoint_picker()
-    runpy.run_path(str(ROOT / "pages" / "overview.py"))
+    runpy.run_path(str(ROOT / "app_pages" / "overview.py"))
 
 
 def picker_test(timeout: float = 120) -> AppTest:

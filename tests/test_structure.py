@@ -114,7 +114,7 @@ def _session_literals(tree: ast.Module) -> set[str]:
 
 def test_pages_share_session_keys_only_through_ui_state():
     """A key two pages (or a page and the sidebar) use is a constant in ui/state.py, never a literal in both."""
-    scripts = [*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]
+    scripts = [*(ROOT / "app_pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]
     files = sorted(p for p in scripts if p != ROOT / "ui" / "state.py")
     seen: dict[str, list[str]] = {}
     for path in files:
@@ -127,11 +127,11 @@ def test_pages_share_session_keys_only_through_ui_state():
 MAX_PAGE_LINES = 150
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "app_pages").glob("*.py")))
 def test_pages_stay_thin(page):
     """A page lays out what the library computes; past this many lines it is usually holding a rule."""
-    lines = len((ROOT / "pages" / page).read_text().splitlines())
-    assert lines <= MAX_PAGE_LINES, f"pages/{page} has {lines} lines (at most {MAX_PAGE_LINES})"
+    lines = len((ROOT / "app_pages" / page).read_text().splitlines())
+    assert lines <= MAX_PAGE_LINES, f"app_pages/{page} has {lines} lines (at most {MAX_PAGE_LINES})"
 
 
 def test_cpus_and_torch_threads_are_counted_and_set_in_one_place():
@@ -139,7 +139,7 @@ def test_cpus_and_torch_threads_are_counted_and_set_in_one_place():
     count and torch's thread setting live in vitdash/common/compute.py only."""
     allowed = ROOT / "vitdash" / "common" / "compute.py"
     found = []
-    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "app_pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
         if path == allowed:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
@@ -147,3 +147,11 @@ def test_cpus_and_torch_threads_are_counted_and_set_in_one_place():
                     and isinstance(node.value, ast.Name) and node.value.id in ("os", "torch"):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}")
     assert not found, f"use vitdash.common.compute instead: {found}"
+
+
+def test_no_pages_folder_beside_the_entry_script():
+    """A folder named `pages/` next to app.py puts Streamlit in its old multipage mode after every restart: a
+    first request to /<page> then runs that file without app.py (no sign-in gate, no sidebar) until someone loads
+    /. The pages live in app_pages/ and app.py's st.navigation lists them."""
+    assert not (ROOT / "pages").exists(), "rename pages/ (see app_pages/): it bypasses app.py"
+    assert (ROOT / "app_pages").is_dir()
