@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.images import choose_images
-from ui.state import current_checkpoint, current_model
+from ui.state import current_checkpoint, current_model, or_stop
 from vitdash.attention import overlay as O
 from vitdash.attention.explain import AttentionResult, anatomy, explain_images
 from vitdash.attention.rollout import HEAD_FUSIONS
@@ -32,12 +32,8 @@ ckpt = current_checkpoint()
 if not ckpt.canonical:
     st.error(f"{ckpt.name} is not in a recognized ViT layout ({ckpt.layout}), so its attention cannot be computed.")
     st.stop()
-try:
-    model = current_model(ckpt)
-    shape = anatomy(model, ckpt)
-except VitdashError as e:
-    st.error(str(e))
-    st.stop()
+model = or_stop(lambda: current_model(ckpt))
+shape = or_stop(lambda: anatomy(model, ckpt))
 depth, layout, (gh, gw), (ph, pw) = shape.depth, shape.layout, shape.layout.grid, shape.patch
 st.caption(f"{shape.describe()}. Maps are computed on a weight-sharing copy with unfused attention; the shared "
            "model is not changed.")

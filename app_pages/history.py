@@ -6,7 +6,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from ui.state import PERFORM_RESULT_KEY, selected
+from ui.state import PERFORM_RESULT_KEY, or_stop, selected
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory, record_audit
 from vitdash.perform.evaluate import EvalResult
@@ -73,11 +73,7 @@ def _record_form(ckpt, history: AuditHistory) -> None:
 
 
 st.title("Audit history")
-try:
-    history = AuditHistory()
-except VitdashError as e:
-    st.error(str(e))
-    st.stop()
+history = or_stop(AuditHistory)
 
 try:
     ckpt = selected()

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.state import current_checkpoint
-from vitdash.errors import VitdashError
+from ui.state import current_checkpoint, or_stop
 from vitdash.figures.identity import breakdown_figure, family_scatter
 from vitdash.identity.complexity import CONVENTION
 from vitdash.identity.family import comparison, report
@@ -17,11 +16,7 @@ if not ckpt.is_vit:
     st.warning(f"Not a recognized ViT layout (it looks like {ckpt.looks_like}): there is no architecture to read. "
                "The Overview page lists its tensors.")
     st.stop()
-try:
-    rep = report(ckpt)
-except VitdashError as e:
-    st.error(str(e))
-    st.stop()
+rep = or_stop(lambda: report(ckpt))
 arch, cx, found = rep.arch, rep.complexity, rep.match
 
 {"exact": st.success, "variant": st.info, "custom": st.warning}[found.kind](found.summary)

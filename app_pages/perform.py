@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.state import PERFORM_DATA_KEY, PERFORM_RESULT_KEY, current_checkpoint, follow_default
+from ui.state import PERFORM_DATA_KEY, PERFORM_RESULT_KEY, current_checkpoint, follow_default, or_stop
 from vitdash.errors import VitdashError
 from vitdash.figures import perform as F
 from vitdash.identity.preprocessing import INTERPOLATIONS, overrides_from, parse_channel_values
@@ -37,11 +37,7 @@ ckpt = current_checkpoint()
 if not ckpt.canonical:
     st.warning("This checkpoint was not recognized as a ViT layout, so it cannot be run: see the Overview page.")
     st.stop()
-try:
-    defaults = run_defaults(ckpt)
-except VitdashError as e:
-    st.error(str(e))
-    st.stop()
+defaults = or_stop(lambda: run_defaults(ckpt))
 arch, own = defaults.arch, defaults.preprocessing
 follow_default(PERFORM_DATA_KEY, defaults.data)
 follow_default("benchmark_mode", MODES[int(defaults.probe)])

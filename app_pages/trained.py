@@ -7,8 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from ui.state import current_audit, current_checkpoint
-from vitdash.errors import VitdashError
+from ui.state import current_audit, current_checkpoint, or_stop
 from vitdash.figures.colors import VERDICT_COLORS
 from vitdash.figures.trained import (
     HEATMAP_STATS,
@@ -32,11 +31,7 @@ def _spectrum(sha: str, source: str, name: str, role: str, scores: bool, _ckpt: 
 
 st.title("Is it trained?")
 ckpt = current_checkpoint()
-try:
-    result = current_audit(ckpt)
-except VitdashError as e:
-    st.error(str(e))
-    st.stop()
+result = or_stop(lambda: current_audit(ckpt))
 
 # ---- verdict card --------------------------------------------------------------------------------------------
 with st.container(border=True):

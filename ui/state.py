@@ -11,7 +11,9 @@ session's state.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import streamlit as st
 
@@ -21,6 +23,7 @@ from vitdash.load.library import LibraryEntry, list_library
 from vitdash.pipeline import cached_audit, cached_checkpoint, cached_model, cached_upload
 from vitdash.trained.verdict import Audit
 
+T = TypeVar("T")
 SOURCE_KEY = "source"  # the session's checkpoint: a path, 'timm:<name>', 'hf:<repo>' or an upload's key
 UPLOAD_KEY = "upload_ckpt"
 PERFORM_DATA_KEY = "benchmark_data"  # the accuracy check's data; the attention page starts from it
@@ -106,6 +109,15 @@ def follow_default(key: str, default) -> None:
     if key not in st.session_state or st.session_state[key] == st.session_state.get(mark):
         st.session_state[key] = default
     st.session_state[mark] = default
+
+
+def or_stop(compute: Callable[[], T]) -> T:
+    """`compute()`, or its VitdashError shown and the page stopped there."""
+    try:
+        return compute()
+    except VitdashError as e:
+        st.error(str(e))
+        st.stop()
 
 
 def current_checkpoint() -> Checkpoint:
