@@ -14,6 +14,7 @@ PAGES = [  # (file, title, icon); pages are listed only once their file exists
     ("perform.py", "Does it perform?", ":material/speed:"),
     ("attention.py", "Where does it look?", ":material/visibility:"),
     ("compare.py", "Compare", ":material/compare_arrows:"),
+    ("lineage.py", "Where does it come from?", ":material/family_history:"),
     ("zoo.py", "Model zoo", ":material/grid_view:"),
     ("history.py", "Audit history", ":material/history:"),
 ]

@@ -45,3 +45,4 @@ def _restore_main_module():
 
 
 from tests.demo_utils import demo_pair  # noqa: E402,F401  (session fixture: the demo pair, trained once)
+from tests.lineage_cases import digits_family, dino_family  # noqa: E402,F401  (session fixtures: real relatives)

@@ -27,7 +27,9 @@ from vitdash.errors import VitdashError
 
 # 2: the untrained model verdict is 'init' (it was 'random'), the word every tensor at its initialization has.
 # 3: `user`, who was signed in when the audit was saved.
-SCHEMA_VERSION = 3
+# 4: the lineage tables: weight fingerprints by content hash (vitdash.population.lineage), and the content hash of
+#    each file seen by path, size and modification time, so scanning a library hashes and reads a file once.
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audits (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +52,19 @@ CREATE TABLE IF NOT EXISTS audits (
 );
 CREATE INDEX IF NOT EXISTS audits_sha256 ON audits (sha256);
 CREATE INDEX IF NOT EXISTS audits_created ON audits (created_at);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    sha256 TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path TEXT PRIMARY KEY,
+    size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
 """
 CSV_DIGITS = 4  # confidence and top-1 are fractions: 0.9056, not 0.9055555462837219
 _MIGRATIONS = {  # columns added since schema 1 -> their definition (old rows take the default)
@@ -230,6 +245,51 @@ class AuditHistory:
     def count(self) -> int:
         with self._connect() as con:
             return con.execute("SELECT COUNT(*) FROM audits").fetchone()[0]
+
+    # ---- lineage fingerprints (vitdash.population.lineage) ----------------------------------------------------
+
+    def save_fingerprint(self, sha256: str, version: int, name: str, data: bytes) -> None:
+        """Keep a checkpoint's fingerprint under its content hash (replacing one of another version)."""
+        try:
+            with self._connect() as con:
+                con.execute("INSERT OR REPLACE INTO fingerprints (sha256, version, created_at, name, data) "
+                            "VALUES (?, ?, ?, ?, ?)", (sha256, version, _now(), name, sqlite3.Binary(data)))
+        except sqlite3.DatabaseError as e:
+            raise VitdashError(f"could not save a fingerprint to {self.path}: {e}") from None
+
+    def fingerprints(self, hashes: Sequence[str], version: int) -> dict[str, bytes]:
+        """The stored fingerprints of `version` among `hashes`, by content hash."""
+        return self._by_key("SELECT sha256, data FROM fingerprints WHERE version = ? AND sha256 IN ({})",
+                            [version], hashes)
+
+    def remember_hash(self, path: str, size_bytes: int, mtime_ns: int, sha256: str) -> None:
+        """Note that the file at `path`, with this size and modification time, has this content hash."""
+        try:
+            with self._connect() as con:
+                con.execute("INSERT OR REPLACE INTO file_hashes (path, size_bytes, mtime_ns, sha256) "
+                            "VALUES (?, ?, ?, ?)", (path, int(size_bytes), int(mtime_ns), sha256))
+        except sqlite3.DatabaseError as e:
+            raise VitdashError(f"could not save a file's hash to {self.path}: {e}") from None
+
+    def known_hashes(self, files: Sequence[tuple[str, int, int]]) -> dict[str, str]:
+        """path -> content hash for the `(path, size, mtime_ns)` seen before unchanged (a rewritten file is not)."""
+        stamp = {p: (int(size), int(mtime)) for p, size, mtime in files}
+        rows = self._by_key("SELECT path, size_bytes, mtime_ns, sha256 FROM file_hashes WHERE path IN ({})",
+                            [], list(stamp), row=lambda r: (r[0], (r[1], r[2], r[3])))
+        return {p: sha for p, (size, mtime, sha) in rows.items() if stamp[p] == (size, mtime)}
+
+    def _by_key(self, sql: str, args: list[Any], keys: Sequence[str], row=lambda r: (r[0], r[1])) -> dict[str, Any]:
+        """`sql` with its IN list filled with `keys`, in chunks (SQLite bounds the variables of one statement)."""
+        out: dict[str, Any] = {}
+        keys = list(dict.fromkeys(keys))
+        try:
+            with self._connect() as con:
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i:i + 500]
+                    out.update(row(r) for r in con.execute(sql.format(", ".join("?" * len(chunk))), args + chunk))
+        except sqlite3.DatabaseError as e:
+            raise VitdashError(f"could not read {self.path}: {e}") from None
+        return out
 
     def to_csv(self, records: Sequence[AuditRecord] | None = None) -> str:
         """CSV of `records` (default: all), one row per audit, the columns of `CSV_COLUMNS`."""

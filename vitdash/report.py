@@ -2,7 +2,8 @@
 
 Each analysis has a section builder that takes that module's own result (`checkpoint_section(ckpt)`,
 `verdict_section(Audit)`, `architecture_section(ArchitectureReport)`, `accuracy_section(EvalResult)`,
-`fewshot_section(FewShotResult)`, `attention_section([(name, AttentionResult)])`, `history_section(records)`),
+`fewshot_section(FewShotResult)`, `attention_section([(name, AttentionResult)])`, `lineage_section(Lineage)`,
+`history_section(records)`),
 so a page can export exactly what it shows and `generate` (the CLI) can run them all. plotly.js is
 inlined once, in the first figure; the other figures reuse it, and images are PNG data URIs, so the file
 needs no network and no companion files.
@@ -26,6 +27,7 @@ from vitdash.data.samples import data_samples, samples
 from vitdash.errors import VitdashError
 from vitdash.figures.colors import verdict_hex
 from vitdash.figures.identity import breakdown_figure, family_scatter
+from vitdash.figures.lineage import block_heatmap, relations_figure
 from vitdash.figures.perform import (
     accuracy_figure,
     confusion_figure,
@@ -40,6 +42,7 @@ from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.perform.engine import EngineOptions
 from vitdash.perform.memory import activation_bytes, estimate_forward, model_bytes, tokens
 from vitdash.pipeline import PipelineResult, run_pipeline
+from vitdash.population.lineage import lineage
 from vitdash.trained.verdict import audit_bytes
 
 MAX_TENSOR_ROWS = 400
@@ -262,6 +265,24 @@ def attention_section(items: Sequence[tuple[str, Any]], colormap: str = "Jet", o
     return Section("attention", "Where does it look?", body, [{"image": n, **r.to_dict()} for n, r in items])
 
 
+def lineage_section(lin) -> Section:
+    """What was it made from? Its relatives in the library (`vitdash.population.lineage.lineage`), the evidence,
+    and its metadata's claims checked against the weights."""
+    related = [r for r in lin.relations if r.related]
+    body = f"<p>{_e(lin.summary())}</p>"
+    if lin.claims:
+        body += "<h3>Claims beside the weights</h3>" + _table(
+            ("claim", "where", "status", "what the weights show"),
+            [(f"{c.claim.kind} {c.claim.value}", c.claim.where, c.status, c.message) for c in lin.claims])
+    else:
+        body += "<p>The metadata claims no lineage.</p>"
+    body += _table(("library checkpoint", "relation", "score (z)", "evidence"),
+                   [(r.name, r.relation, "" if r.score is None else round(r.score, 1), r.summary)
+                    for r in lin.relations])
+    figures = [relations_figure(lin)] + ([block_heatmap(related[0])] if related else [])
+    return Section("lineage", "What was it made from?", body, lin.to_dict(), figures)
+
+
 def history_section(records: Sequence[Any]) -> Section:
     """Earlier audits of the same content (`vitdash.history.AuditHistory.find_by_hash`)."""
     if not records:
@@ -313,11 +334,12 @@ def report_bytes(ckpt, limit: int | None = None, attention_images: int = 3) -> i
 
 
 def generate(ckpt, data: str | None = None, limit: int | None = None, attention_images: int = 3,
-             history=None, progress: ProgressFn | None = None) -> Report:
+             history=None, progress: ProgressFn | None = None, lineage_library=None) -> Report:
     """Run every analysis that applies to `ckpt` and gather the sections.
 
     `data` (a folder or 'digits') adds the accuracy check and takes the attention images from it; `history`
-    (an AuditHistory) adds the earlier audits of the same content.
+    (an AuditHistory) adds the earlier audits of the same content; `lineage_library` (library entries) adds
+    the checkpoint's relatives among them.
     """
 
     found = run_pipeline(ckpt, data, options=EngineOptions(limit=limit), progress=progress)
@@ -331,6 +353,11 @@ def generate(ckpt, data: str | None = None, limit: int | None = None, attention_
                 progress(Progress(0, 1, "computing attention maps", stage="computing attention maps"))
             sections.append(_attempt("attention", "Where does it look?", lambda: attention_section(
                 _attention_items(ckpt, attention_images, data))))
+    if lineage_library is not None:
+        if progress is not None:
+            progress(Progress(0, 1, "searching the library for relatives", stage="searching the library"))
+        sections.append(_attempt("lineage", "What was it made from?", lambda: lineage_section(
+            lineage(ckpt, lineage_library, history=history))))
     if history is not None:
         sections.append(history_section(history.find_by_hash(ckpt.sha256)))
     return Report.for_checkpoint(ckpt, sections)

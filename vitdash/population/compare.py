@@ -9,6 +9,7 @@ in what the verdict reads (std, kurtosis, spectral structure, per-tensor verdict
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,11 +253,13 @@ def _verdict_readings(ckpt: Checkpoint) -> tuple[str, dict[str, dict[str, Any]]]
                          for t in aud.tensors}
 
 
-def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True) -> Comparison:
+def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True,
+            on_pair: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None) -> Comparison:
     """Compare B against A (A is the reference: relative changes are relative to A's norms).
 
     `verdicts=False` skips the two verdict audits (the expensive part) when only distances are
-    wanted, as in a population audit.
+    wanted, as in a population audit. `on_pair(name, tensor_a, tensor_b)` sees every shared tensor pair while
+    it is in memory, so a caller measuring more (lineage) reads each tensor once.
     """
     if not len(a.tensors) or not len(b.tensors):
         raise VitdashError("cannot compare: one of the checkpoints holds no tensors")
@@ -275,7 +278,10 @@ def compare(a: Checkpoint, b: Checkpoint, *, verdicts: bool = True) -> Compariso
     sums: dict[str, list[float]] = {}  # group -> [sum ||dW||^2, sum ||W_a||^2, same-shape tensors, tensors]
     for name in shared:
         group = roles_a[name].group
-        change, d2, a2 = _pair(name, a.tensors[name], b.tensors[name], group)
+        ta, tb = a.tensors[name], b.tensors[name]
+        change, d2, a2 = _pair(name, ta, tb, group)
+        if on_pair is not None:
+            on_pair(name, ta, tb)
         changes[name] = change
         s = sums.setdefault(group, [0.0, 0.0, 0, 0])
         s[0] += d2
