@@ -214,7 +214,8 @@ def digits_family(request, demo_pair) -> Path:
 
 @pytest.fixture(scope="session")
 def dino_family(request, shared_dir, digits_family) -> Path:
-    """<root>/library (DINO_LIBRARY: links to the shared DINOv2 and to the digits model) and <root>/queries."""
+    """<root>/library (DINO_LIBRARY: links to the shared DINOv2 and to the digits model), <root>/queries, and
+    <root>/sibling (the headless fine-tune alone)."""
     dino_dir = shared_dir / "checkpoints" / "dinov2-small-hf"
     stamp = str((dino_dir / "model.safetensors").stat().st_size)
 
@@ -225,5 +226,7 @@ def dino_family(request, shared_dir, digits_family) -> Path:
         _folder(lib / "dinov2-small-hf", {f: dino_dir / f for f in ("config.json", "model.safetensors")})
         trained = digits_family / "library" / "digits-vit-trained"
         _folder(lib / "digits-vit-trained", {f: (trained / f).resolve() for f in ("config.json", "model.safetensors")})
+        ft = out / "queries" / "dinov2-ft56"  # a sibling for the head fine-tune, in a folder of its own
+        _folder(out / "sibling" / "dinov2-ft56", {f.name: f for f in ft.iterdir()})
 
     return _cached(request.config, "dinov2", _key(stamp), build)

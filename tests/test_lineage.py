@@ -66,6 +66,20 @@ def test_dinov2_family_through_the_cli(dino_family, capsys, query):
     check(result, DINO_EXPECTED[query], dino_family / "library")
 
 
+def test_siblings_of_a_tiny_fine_tune_need_their_parent_in_the_library(dino_family, capsys):
+    """Two 24-step fine-tunes of DINOv2 differ by 0.3% of their norm: too little for the balance to tell which
+    came first, so alone the head added is all there is (weak evidence, said so); with their parent in the
+    library, both descend from it, and they read as siblings."""
+    query = dino_family / "queries" / "dinov2-ft56-head"
+    alone = cli_lineage(capsys, query, dino_family / "sibling")["relations"][0]
+    assert alone["relation"] == "derived_from" and alone["evidence"]["direction"]["strength"] == "weak"
+    assert any("not readable" in c for c in alone["evidence"]["direction"]["cues"])
+    assert main(["lineage", str(query), "--library", str(dino_family / "library"), str(dino_family / "sibling"),
+                 "--json"]) == 0
+    got = found(json.loads(capsys.readouterr().out))
+    assert got["dinov2-ft56"] == ("sibling", None) and got["dinov2-small-hf"] == ("derived_from", "it")
+
+
 def test_derived_evidence_names_the_edits(digits_family, dino_family, capsys):
     ft = next(r for r in cli_lineage(capsys, dino_family / "queries" / "dinov2-ft56-head", dino_family / "library")
               ["relations"] if r["relation"] == "derived_from")
@@ -170,3 +184,25 @@ def test_an_older_history_database_is_migrated(tmp_path):
     assert history.known_hashes([("/x.pth", 10, 6)]) == {}  # rewritten since
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_family_tree_of_the_digits_family(digits_family):
+    from vitdash.population.lineage_tree import family_tree
+
+    tree = family_tree(L.library_in([digits_family / "library", digits_family / "queries"]))
+    nodes = {n["name"]: n for n in tree.nodes}
+    copies = set(nodes["library/digits-vit-trained"]["copies"])
+    assert copies == {"queries/trained-fp16.safetensors", "queries/trained-bf16.safetensors",
+                      "queries/trained-torchvision.pth"}  # one node: the fp32 original names it
+    parents = {e.target: e.source for e in tree.edges if e.nearest}
+    assert parents == {
+        "library/digits-vit-trained": "library/digits-vit-init",
+        "queries/from-saved-init.safetensors": "library/digits-vit-init",
+        "library/parity.safetensors": "library/digits-vit-trained",
+        "queries/shift.safetensors": "library/digits-vit-trained",
+        "queries/grid6.safetensors": "library/digits-vit-trained"}
+    assert nodes["queries/grid6.safetensors"]["generation"] == 2
+    loners = {"library/twin-seed1.safetensors", "queries/twin-seed2.safetensors", "library/fresh-seed3.safetensors",
+              "queries/fresh-seed4.safetensors"}
+    assert not any(e.source in loners or e.target in loners for e in tree.edges)
+    assert not [e for e in tree.edges if e.relation == "sibling"]  # all kin here share an ancestor in the library

@@ -222,6 +222,7 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
             rel = incomparable(e.name, e.source, f"could not be compared: {exc}")
         rel.fingerprint = m.to_dict()
         relations.append(rel)
+    _settle_weak(relations)
     times["exact"] = time.perf_counter() - start
     say(1, 1, "done")
     relations.sort(key=_rank)
@@ -229,6 +230,32 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
     claims = check_claims(query.claims, relations, library_names)
     return Lineage(ckpt.name or ckpt.source, ckpt.source, query.sha256, relations, claims, len(library),
                    len(picked), skipped, found_as, times)
+
+
+def _strong(r: Relation, ancestor: str) -> bool:
+    return r.relation == "derived_from" and r.ancestor == ancestor and r.direction is not None and \
+        r.direction.strength == "strong"
+
+
+def _settle_weak(relations: list[Relation]) -> None:
+    """A descent read from weak cues alone (a head added) is tested against the library: when the query and that
+    checkpoint both descend, with strong evidence, from one library checkpoint, they are its children, siblings."""
+    parents = [r for r in relations if _strong(r, "it")]
+    for r in relations:
+        if r.relation != "derived_from" or r.direction is None or r.direction.strength != "weak":
+            continue
+        for p in parents:
+            try:
+                shared = _strong(relate(load(p.path), load(r.path)), "it")
+            except (VitdashError, OSError, RuntimeError, ValueError):
+                continue
+            if shared:
+                r.relation, r.ancestor = "sibling", None
+                r.direction.ancestor, r.direction.strength, r.direction.both_moved = None, "none", True
+                r.direction.cues.append(f"both descend from {p.name} (strong evidence each): children of one "
+                                        "parent, so the weak cue is not read as a descent")
+                r.summary = f"sibling: both descend from {p.name}, which is in the library (z {r.score:.0f})"
+                break
 
 
 def _from_fingerprint(e: LibraryEntry, m: Match) -> Relation:

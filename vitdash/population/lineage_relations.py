@@ -61,8 +61,10 @@ POS_RESIDUAL = 0.5
 POS_ASYMMETRY = 2.0
 # float mantissa bits: two dtypes are compared at the coarser one.
 _MANTISSA = {torch.float64: 52, torch.float32: 23, torch.float16: 10, torch.bfloat16: 7}
-# fp16 and bf16 hold different subsets of fp32: rounding both to bf16 may break a tie differently.
-CROSS_HALF_MISMATCH = 1e-3
+# fp16 and bf16 hold different subsets of fp32 (rounding one to the other rounds twice), so two half-precision
+# re-saves of one fp32 file agree to within one bf16 step (2^-7 relative), or fp16's smallest subnormal.
+CROSS_HALF_RTOL = 2.0 ** -7
+CROSS_HALF_ATOL = 2.0 ** -24
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
 
 
@@ -173,7 +175,7 @@ def equal_at_lower_precision(a: torch.Tensor, b: torch.Tensor) -> bool:
     if torch.equal(x, y):
         return True
     if {a.dtype, b.dtype} == {torch.float16, torch.bfloat16}:
-        return float((x != y).float().mean()) <= CROSS_HALF_MISMATCH
+        return torch.allclose(a.float(), b.float(), rtol=CROSS_HALF_RTOL, atol=CROSS_HALF_ATOL)
     return False
 
 
@@ -338,6 +340,16 @@ def _direction(cmp: Comparison, measure: _Measure, evidence: list[TensorEvidence
     return Direction(None, "none", both_moved, balance, spread, cues)
 
 
+_FRONT = ("patch_embed", "cls_token", "reg_token", "dist_token", "pos_embed")
+
+
+def _model_order(group: str) -> tuple[int, int, str]:
+    """Embeddings, then blocks by number, then the rest (norms, pooling, head): the order data flows."""
+    if m := _BLOCK.match(group + "."):
+        return 1, int(m.group(1)), ""
+    return (0, _FRONT.index(group), "") if group in _FRONT else (2, 0, group)
+
+
 def _groups(cmp: Comparison, evidence: list[TensorEvidence]) -> list[dict[str, Any]]:
     zs: dict[str, list[float]] = defaultdict(list)
     rs: dict[str, list[float]] = defaultdict(list)
@@ -347,7 +359,7 @@ def _groups(cmp: Comparison, evidence: list[TensorEvidence]) -> list[dict[str, A
             rs[t.group].append(t.r)
     return [{"group": g.group, "rel_change": finite_float(g.rel_change), "tensors": g.tensors,
              "mean_r": finite_float(sum(rs[g.group]) / len(rs[g.group])) if rs[g.group] else None,
-             "z": finite_float(stouffer(zs[g.group]))} for g in cmp.groups]
+             "z": finite_float(stouffer(zs[g.group]))} for g in sorted(cmp.groups, key=lambda g: _model_order(g.group))]
 
 
 def _moved_text(groups: list[dict[str, Any]]) -> str:

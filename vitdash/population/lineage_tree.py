@@ -16,7 +16,7 @@ from vitdash.history import AuditHistory
 from vitdash.load.library import LibraryEntry
 from vitdash.load.sources import load
 from vitdash.population.lineage import FingerprintBook, ProgressFn, open_history
-from vitdash.population.lineage_fingerprint import FingerprintIndex
+from vitdash.population.lineage_fingerprint import Fingerprint, FingerprintIndex
 from vitdash.population.lineage_relations import relate
 
 
@@ -39,7 +39,10 @@ class TreeEdge:
 
 @dataclass
 class FamilyTree:
-    nodes: list[dict[str, Any]]  # name, path, origin, generation (0 for a root)
+    """`nodes`: one per distinct content (identical copies are one node, named by its first copy; `copies` lists
+    the rest) with its `generation` (0 for a root); `edges` between nodes."""
+
+    nodes: list[dict[str, Any]]
     edges: list[TreeEdge]
     pairs_compared: int
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -47,6 +50,60 @@ class FamilyTree:
     def to_dict(self) -> dict[str, Any]:
         return {"nodes": self.nodes, "edges": [e.to_dict() for e in self.edges], "pairs_compared": self.pairs_compared,
                 "skipped": list(self.skipped)}
+
+
+def _copies(names: list[str], edges: list[TreeEdge]) -> dict[str, str]:
+    """Each name -> the first (in `names`' order of preference) of its identical copies."""
+    rep = {n: n for n in names}
+    order = {n: i for i, n in enumerate(names)}
+
+    def find(n: str) -> str:
+        while rep[n] != n:
+            n = rep[n]
+        return n
+
+    for e in edges:
+        if e.relation == "identical":
+            a, b = sorted((find(e.source), find(e.target)), key=order.get)
+            rep[b] = a
+    return {n: find(n) for n in names}
+
+
+def _tree_edges(names: list[str], edges: list[TreeEdge]) -> list[TreeEdge]:
+    """Edges between copy groups: each node hangs from its nearest strong ancestor (from a weak one only when it
+    has no strong one). Kin within one tree is shown by the tree, so a sibling link is kept only between trees (their
+    common ancestor is not in the library), and a weak direction between two children of one parent (a head added,
+    say) is not read as a descent."""
+    order = {n: i for i, n in enumerate(names)}
+    by_pair: dict[tuple[str, str], TreeEdge] = {}
+    for e in edges:
+        if e.relation != "identical" and e.source != e.target:
+            by_pair.setdefault((e.source, e.target), e)
+    parent: dict[str, TreeEdge] = {}
+    for strength in ("strong", "weak"):
+        for e in sorted((e for e in by_pair.values() if e.relation == "derived_from" and e.strength == strength),
+                        key=lambda e: (e.rel_change if e.rel_change is not None else 1e9, order[e.source])):
+            parent.setdefault(e.target, e)
+    def root(n: str, seen: frozenset = frozenset()) -> str:
+        p = parent.get(n)
+        return n if p is None or p.source in seen else root(p.source, seen | {n})
+
+    kept = []
+    for e in by_pair.values():
+        shared = e.source in parent and e.target in parent and parent[e.source].source == parent[e.target].source
+        if e.relation == "derived_from":
+            e.nearest = parent.get(e.target) is e
+            if e.nearest or not (e.strength == "weak" and shared):
+                kept.append(e)
+        elif root(e.source) != root(e.target):  # kin the tree does not show: an ancestor outside the library
+            kept.append(e)
+    return kept
+
+
+def _precision(fp: Fingerprint) -> int:
+    """Mantissa bits of a checkpoint's least precise floating-point tensor."""
+    bits = {"float64": 52, "float32": 23, "float16": 10, "bfloat16": 7}
+    return min((bits[d] for d in fp.dtypes if d in bits), default=0)
 
 
 def _generations(names: list[str], edges: list[TreeEdge]) -> dict[str, int]:
@@ -91,14 +148,14 @@ def family_tree(library: Sequence[LibraryEntry], *, history: AuditHistory | None
         elif rel.relation in ("identical", "sibling"):
             edges.append(TreeEdge(a.name, b.name, rel.relation, rel.score, rel.rel_change))
     say(1, 1, "done")
-    nearest: dict[str, TreeEdge] = {}
-    for e in edges:
-        if e.relation == "derived_from":
-            best = nearest.get(e.target)
-            if best is None or (e.rel_change or 0.0) < (best.rel_change or 0.0):
-                nearest[e.target] = e
-    for e in nearest.values():
-        e.nearest = True
-    gens = _generations([e.name for e in entries], edges)
-    nodes = [{"name": e.name, "path": e.source, "origin": e.origin, "generation": gens[e.name]} for e in entries]
-    return FamilyTree(nodes, edges, len(pairs), skipped)
+    by_name = {e.name: e for e in entries}
+    names = [e.name for e in entries]
+    # The copy that names a group: the most precise (an fp32 original before its fp16 re-save), then by name.
+    rep = _copies(sorted(names, key=lambda n: (-_precision(prints[by_name[n].source]), n)), edges)
+    groups = [n for n in names if rep[n] == n]
+    grouped = [TreeEdge(rep[e.source], rep[e.target], e.relation, e.score, e.rel_change, e.strength) for e in edges]
+    tree_edges = _tree_edges(groups, grouped)
+    gens = _generations(groups, tree_edges)
+    nodes = [{"name": n, "path": by_name[n].source, "origin": by_name[n].origin, "generation": gens[n],
+              "copies": [c for c in names if rep[c] == n and c != n]} for n in groups]
+    return FamilyTree(nodes, tree_edges, len(pairs), skipped)
