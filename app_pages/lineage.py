@@ -6,11 +6,9 @@ import os
 import pandas as pd
 import streamlit as st
 
-from ui.sidebar import configured_dirs
-from ui.state import current_checkpoint
+from ui.state import current_checkpoint, library_entries
 from vitdash.errors import VitdashError
 from vitdash.figures.lineage import block_heatmap, family_tree_figure, relations_figure
-from vitdash.load.library import list_library
 from vitdash.population.lineage import library_in, lineage
 from vitdash.population.lineage_tree import family_tree
 
@@ -27,14 +25,14 @@ if scope == "Folders on server":
 
 
 def _entries():
-    return list_library(configured_dirs()) if scope == "Configured library" else library_in(folders.split(os.pathsep))
+    return library_entries() if scope == "Configured library" else library_in(folders.split(os.pathsep))
 
 
 def _run(label: str, work):
     """`work(progress)` under a progress bar; a VitdashError becomes a message."""
     bar = st.progress(0.0, text=label)
     try:
-        return work(lambda done, total, message: bar.progress(min(done / max(total, 1), 1.0), text=message))
+        return work(lambda p: bar.progress(min(p.fraction, 1.0), text=p.message))
     except VitdashError as e:
         st.error(str(e))
     finally:

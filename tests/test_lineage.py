@@ -172,18 +172,20 @@ def test_an_older_history_database_is_migrated(tmp_path):
                       "NULL DEFAULT '', verdict TEXT, confidence REAL, family TEXT, family_kind TEXT, top1 REAL, "
                       "accuracy_data TEXT, accuracy TEXT, reviewer TEXT NOT NULL DEFAULT '', note TEXT NOT NULL "
                       "DEFAULT '', details TEXT); PRAGMA user_version=1;")
-    con.execute("INSERT INTO audits (created_at, sha256, file_name, size_bytes) VALUES ('2025', 'ab', 'old.pth', 1)")
+    con.execute("INSERT INTO audits (created_at, sha256, file_name, size_bytes, verdict) "
+                "VALUES ('2025', 'ab', 'old.pth', 1, 'random')")
     con.commit()
     con.close()
     history = AuditHistory(path)
-    assert history.find_by_hash("ab")[0].file_name == "old.pth"
+    old = history.find_by_hash("ab")[0]
+    assert old.file_name == "old.pth" and old.verdict == "init"  # schema 2's change ran too
     history.save_fingerprint("ab", 1, "old.pth", b"\x00\x01")
     assert history.fingerprints(["ab", "cd"], 1) == {"ab": b"\x00\x01"} and history.fingerprints(["ab"], 2) == {}
     history.remember_hash("/x.pth", 10, 5, "ab")
     assert history.known_hashes([("/x.pth", 10, 5), ("/y.pth", 1, 1)]) == {"/x.pth": "ab"}
     assert history.known_hashes([("/x.pth", 10, 6)]) == {}  # rewritten since
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 def test_family_tree_of_the_digits_family(digits_family):

@@ -1,9 +1,7 @@
 """`python -m vitdash lineage PATH [--library DIR ...] [--json]`: what was it made from?"""
 from __future__ import annotations
 
-import sys
-
-from vitdash.cli.common import add_json_flag, emit, load_or_exit
+from vitdash.cli.common import add_json_flag, emit, load_or_exit, stage_printer
 from vitdash.load.library import list_library
 from vitdash.population.lineage import Lineage, library_in, lineage
 
@@ -31,6 +29,6 @@ def _summary(lin: Lineage) -> str:
 def run(args) -> int:
     ckpt = load_or_exit(args.path)
     entries = library_in(args.library) if args.library else list_library()
-    lin = lineage(ckpt, entries, progress=lambda done, total, message: print(f"vitdash: {message}", file=sys.stderr))
+    lin = lineage(ckpt, entries, progress=stage_printer())
     emit(lin.to_dict(), args, _summary(lin))
     return 0

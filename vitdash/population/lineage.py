@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitdash.common.results import finite_float
+from vitdash.common.results import Progress, ProgressFn, finite_float
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory
 from vitdash.load.checkpoint import Checkpoint
@@ -27,7 +27,6 @@ from vitdash.population.lineage_fingerprint import VERSION, Fingerprint, Fingerp
 from vitdash.population.lineage_null import RELATED_Z, false_positive_rate
 from vitdash.population.lineage_relations import Relation, incomparable, relate
 
-ProgressFn = Callable[[int, int, str], None]
 _ORDER = {"identical": 0, "derived_from": 1, "sibling": 2, "unrelated": 3, "incomparable": 4}
 
 
@@ -156,7 +155,8 @@ class FingerprintBook:
         todo = [e for e in entries if e.source in stamps and e.source not in out]
         for i, e in enumerate(todo):
             if progress is not None:
-                progress(i, len(todo), f"fingerprinting {e.name} ({i + 1} of {len(todo)} not seen before)")
+                progress(Progress(i, len(todo), f"fingerprinting {e.name} ({i + 1} of {len(todo)} not seen before)",
+                                  stage="fingerprinting the library"))
             try:
                 ckpt = load(e.source)
                 out[e.source] = self.of(ckpt)
@@ -181,7 +181,7 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
             book: FingerprintBook | None = None, progress: ProgressFn | None = None) -> Lineage:
     """`ckpt`'s relatives among `library` (entries not built yet, like the demo pair before first use, are
     skipped). Fingerprints are kept in `history` (default: the audit history database)."""
-    say = progress or (lambda done, total, message: None)
+    say = progress or (lambda p: None)
     book = book or FingerprintBook(open_history(history))
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -215,7 +215,8 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
     relations += [_from_fingerprint(e, m) for e, m in zip(indexed, matches) if not m.candidate]
     start = time.perf_counter()
     for i, (e, m) in enumerate(sorted(picked, key=lambda em: -(em[1].z or 0.0))):
-        say(i, len(picked), f"comparing with {e.name} ({i + 1} of {len(picked)} candidates)")
+        say(Progress(i, len(picked), f"comparing with {e.name} ({i + 1} of {len(picked)} candidates)",
+                     stage="comparing the candidates"))
         try:
             rel = relate(load(e.source), ckpt, name=e.name, path=e.source)
         except (VitdashError, OSError, RuntimeError, ValueError) as exc:
@@ -224,7 +225,7 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
         relations.append(rel)
     _settle_weak(relations)
     times["exact"] = time.perf_counter() - start
-    say(1, 1, "done")
+    say(Progress(1, 1, "done", stage="done"))
     relations.sort(key=_rank)
     library_names = [(e.name, aliases(e.name, e.source)) for e in entries]
     claims = check_claims(query.claims, relations, library_names)

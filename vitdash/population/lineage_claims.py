@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from vitdash.load.checkpoint import Checkpoint
+from vitdash.load.files import CHECKPOINT_SUFFIXES
 
 # Training-argument keys that name the checkpoint a run started from.
 _ARG_KEYS = ("initial_checkpoint", "finetune", "pretrained_path", "pretrained_checkpoint", "init_checkpoint",
              "resume", "model_name_or_path", "base_model", "pretrained_weights", "weights")
 # safetensors metadata keys that name a parent model.
 _META_KEY = re.compile(r"base|parent|finetuned_from|pretrained|name_or_path|source_model|model_id", re.I)
-_SUFFIXES = (".safetensors", ".pth.tar", ".pth", ".pt", ".bin", ".npz", ".onnx", ".ckpt", ".tar")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def normalize(name: str) -> str:
     s = name.strip().lower().replace("\\", "/")
     s = re.sub(r"^(hf[-_]hub:|timm:|hf://|https?://huggingface\.co/)", "", s)
     s = re.sub(r"@[^/]*", "", s).rstrip("/")
-    for suffix in _SUFFIXES:
+    for suffix in sorted((*CHECKPOINT_SUFFIXES, ".pth.tar"), key=len, reverse=True):
         s = s.removesuffix(suffix)
     return s.removesuffix("/model")
 

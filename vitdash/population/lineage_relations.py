@@ -142,7 +142,7 @@ class Relation:
     direction: Direction | None = None
     pos_embed: PosEmbedEvidence | None = None
     head: dict[str, Any] | None = None
-    moved: list[dict[str, Any]] = field(default_factory=list)  # per group: rel_change, r, z (model order)
+    moved: list[dict[str, Any]] = field(default_factory=list)  # per group: rel_change, r, z (natural order)
     blocks_only_in_it: list[int] = field(default_factory=list)
     blocks_only_in_query: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -340,16 +340,6 @@ def _direction(cmp: Comparison, measure: _Measure, evidence: list[TensorEvidence
     return Direction(None, "none", both_moved, balance, spread, cues)
 
 
-_FRONT = ("patch_embed", "cls_token", "reg_token", "dist_token", "pos_embed")
-
-
-def _model_order(group: str) -> tuple[int, int, str]:
-    """Embeddings, then blocks by number, then the rest (norms, pooling, head): the order data flows."""
-    if m := _BLOCK.match(group + "."):
-        return 1, int(m.group(1)), ""
-    return (0, _FRONT.index(group), "") if group in _FRONT else (2, 0, group)
-
-
 def _groups(cmp: Comparison, evidence: list[TensorEvidence]) -> list[dict[str, Any]]:
     zs: dict[str, list[float]] = defaultdict(list)
     rs: dict[str, list[float]] = defaultdict(list)
@@ -359,7 +349,7 @@ def _groups(cmp: Comparison, evidence: list[TensorEvidence]) -> list[dict[str, A
             rs[t.group].append(t.r)
     return [{"group": g.group, "rel_change": finite_float(g.rel_change), "tensors": g.tensors,
              "mean_r": finite_float(sum(rs[g.group]) / len(rs[g.group])) if rs[g.group] else None,
-             "z": finite_float(stouffer(zs[g.group]))} for g in sorted(cmp.groups, key=lambda g: _model_order(g.group))]
+             "z": finite_float(stouffer(zs[g.group]))} for g in cmp.groups]
 
 
 def _moved_text(groups: list[dict[str, Any]]) -> str:

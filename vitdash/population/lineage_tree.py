@@ -15,7 +15,8 @@ from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory
 from vitdash.load.library import LibraryEntry
 from vitdash.load.sources import load
-from vitdash.population.lineage import FingerprintBook, ProgressFn, open_history
+from vitdash.common.results import Progress, ProgressFn
+from vitdash.population.lineage import FingerprintBook, open_history
 from vitdash.population.lineage_fingerprint import Fingerprint, FingerprintIndex
 from vitdash.population.lineage_relations import relate
 
@@ -122,7 +123,7 @@ def _generations(names: list[str], edges: list[TreeEdge]) -> dict[str, int]:
 def family_tree(library: Sequence[LibraryEntry], *, history: AuditHistory | None = None,
                 book: FingerprintBook | None = None, progress: ProgressFn | None = None) -> FamilyTree:
     """Relations among all library entries that are built (see the module docstring)."""
-    say = progress or (lambda done, total, message: None)
+    say = progress or (lambda p: None)
     book = book or FingerprintBook(open_history(history))
     entries = [e for e in library if e.ready]
     skipped = [{"name": e.name, "path": e.source, "reason": "not built yet"} for e in library if not e.ready]
@@ -136,7 +137,8 @@ def family_tree(library: Sequence[LibraryEntry], *, history: AuditHistory | None
     edges: list[TreeEdge] = []
     for k, (i, j) in enumerate(pairs):
         a, b = entries[i], entries[j]
-        say(k, len(pairs), f"comparing {a.name} with {b.name} ({k + 1} of {len(pairs)} related pairs)")
+        say(Progress(k, len(pairs), f"comparing {a.name} with {b.name} ({k + 1} of {len(pairs)} related pairs)",
+                     stage="comparing related pairs"))
         try:
             rel = relate(loaded(a.source), loaded(b.source), name=a.name, path=a.source)
         except (VitdashError, OSError, RuntimeError, ValueError):
@@ -147,7 +149,7 @@ def family_tree(library: Sequence[LibraryEntry], *, history: AuditHistory | None
                                   rel.direction.strength if rel.direction else ""))
         elif rel.relation in ("identical", "sibling"):
             edges.append(TreeEdge(a.name, b.name, rel.relation, rel.score, rel.rel_change))
-    say(1, 1, "done")
+    say(Progress(1, 1, "done", stage="done"))
     by_name = {e.name: e for e in entries}
     names = [e.name for e in entries]
     # The copy that names a group: the most precise (an fp32 original before its fp16 re-save), then by name.
