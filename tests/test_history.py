@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from vitdash.errors import VitdashError
-from vitdash.history import CSV_COLUMNS, AuditHistory, default_path, record_audit
+from vitdash.history import CSV_COLUMNS, SCHEMA_VERSION, AuditHistory, default_path, record_audit
 from vitdash.identity.family import report
 
 ACC = {"top1": 0.9, "top5": 1.0, "n_images": 360, "data": {"name": "digits", "kind": "digits", "root": "sklearn"}}
@@ -206,7 +206,7 @@ def test_a_version_1_database_gains_the_user_column_and_keeps_its_audits(tmp_pat
     assert [r.id for r in again.list(user="bo@example.com")] == [new.id] and again.users() == ["bo@example.com"]
     assert [r.id for r in again.list(text="example.com")] == [new.id]
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [r[1] for r in con.execute("PRAGMA table_info(audits)")].count("user") == 1
     assert next(iter(csv.DictReader(io.StringIO(again.to_csv()))))["user"] == "bo@example.com"
 

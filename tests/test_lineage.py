@@ -185,7 +185,7 @@ def test_an_older_history_database_is_migrated(tmp_path):
     assert history.known_hashes([("/x.pth", 10, 5), ("/y.pth", 1, 1)]) == {"/x.pth": "ab"}
     assert history.known_hashes([("/x.pth", 10, 6)]) == {}  # rewritten since
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_family_tree_of_the_digits_family(digits_family):
