@@ -6,8 +6,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from ui.state import current_checkpoint, library_entries
-from vitdash.errors import VitdashError
+from ui.state import current_checkpoint, library_entries, or_stop
 from vitdash.figures.lineage import block_heatmap, family_tree_figure, relations_figure
 from vitdash.population.lineage import library_in, lineage
 from vitdash.population.lineage_tree import family_tree
@@ -29,12 +28,10 @@ def _entries():
 
 
 def _run(label: str, work):
-    """`work(progress)` under a progress bar; a VitdashError becomes a message."""
+    """`work(progress)` under a progress bar; a VitdashError is shown and the page stops."""
     bar = st.progress(0.0, text=label)
     try:
-        return work(lambda p: bar.progress(min(p.fraction, 1.0), text=p.message))
-    except VitdashError as e:
-        st.error(str(e))
+        return or_stop(lambda: work(lambda p: bar.progress(min(p.fraction, 1.0), text=p.message)))
     finally:
         bar.empty()
 
@@ -42,9 +39,8 @@ def _run(label: str, work):
 key = (ckpt.source, ckpt.sha256, scope, folders)
 ready = scope == "Configured library" or bool(folders)
 if ready and st.button("Search the library", key="lineage_run", type="primary"):
-    found = _run("Reading the library...", lambda progress: lineage(ckpt, _entries(), progress=progress))
-    if found is not None:
-        st.session_state["lineage"] = (key, found)
+    st.session_state["lineage"] = (key, _run("Reading the library...",
+                                             lambda progress: lineage(ckpt, _entries(), progress=progress)))
 stored = st.session_state.get("lineage")
 if stored is None or stored[0] != key:
     st.info("Choose the library and press Search: checkpoints seen for the first time are fingerprinted once "
@@ -90,9 +86,8 @@ if related:
 st.subheader("Family tree of the library")
 st.caption("Every checkpoint against every other: arrows run from ancestor to descendant.")
 if st.button("Draw the family tree", key="lineage_tree_run"):
-    tree = _run("Reading the library...", lambda progress: family_tree(_entries(), progress=progress))
-    if tree is not None:
-        st.session_state["lineage_tree"] = (key[2:], tree)
+    st.session_state["lineage_tree"] = (key[2:], _run("Reading the library...",
+                                                      lambda progress: family_tree(_entries(), progress=progress)))
 tree_stored = st.session_state.get("lineage_tree")
 if tree_stored is not None and tree_stored[0] == key[2:]:
     st.plotly_chart(family_tree_figure(tree_stored[1], highlight=lin.found_as), key="lineage_family")
