@@ -556,3 +556,61 @@ def test_overlay_picture_has_a_colour_bar_marks_and_a_caption():
     px = np.asarray(pic)
     assert tuple(px[1, 1]) != tuple(np.asarray(bare)[1, 1])  # patch (0, 0) outlined
     assert tuple(px[2, 80 + 8 + 3]) != tuple(px[78, 80 + 8 + 3])  # the bar runs from high (top) to low
+
+
+# ----------------------------------------------------------------------------- every timm ViT class
+
+# Eva with RoPE (DINOv3: class token + 4 registers, rotate-half RoPE; EVA-02: unfused q/k/v, q/v biases, EVA RoPE
+# with a position table; RoPE-Mixed: learned frequencies per block; Perception Encoder: attention pool), Beit
+# (relative position bias), NaFlexVit (SigLIP 2) and an AIMv2-style VisionTransformer (RMSNorm, SwiGLU, no class
+# token). RoPE and relative biases act inside the attention module, so only the module's own probabilities say
+# where the model looks.
+CLASSES = {
+    "dinov3": ("vit_small_patch16_dinov3", dict(img_size=64, depth=2, embed_dim=48, num_heads=3)),
+    "eva02": ("eva02_tiny_patch14_224", dict(img_size=56, depth=2)),
+    "rope-mixed": ("vit_small_patch16_rope_mixed_224", dict(img_size=64, depth=2, embed_dim=48, num_heads=3)),
+    "pe": ("vit_pe_core_tiny_patch16_384", dict(img_size=64, depth=2)),
+    "beit": ("beit_base_patch16_224", dict(img_size=64, depth=2, embed_dim=48, num_heads=3)),
+    "naflexvit": ("naflexvit_base_patch16_siglip", dict(depth=2, embed_dim=48, num_heads=3)),
+    "aimv2": ("aimv2_large_patch14_224", dict(img_size=56, depth=2, embed_dim=64, num_heads=4)),
+}
+
+
+def make_class(kind: str, seed: int = 0) -> torch.nn.Module:
+    name, kwargs = CLASSES[kind]
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_every_timm_class_maps_equal_timm_attention_extract(kind):
+    model = make_class(kind)
+    x = torch.randn(2, 3, 64, 64) if kind == "naflexvit" else torch.randn(2, 3, *model.patch_embed.img_size)
+    got = attention_maps(model, x)
+    # timm's AttentionExtract traces the softmax node of a separate unfused instance: RoPE and biases applied
+    other = make_class(kind)
+    for blk in other.blocks:
+        blk.attn.fused_attn = False
+    extracted = list(AttentionExtract(other, method="fx")(x).values())
+    assert len(extracted) == len(got.attentions) == len(model.blocks)
+    for g, e in zip(got.attentions, extracted):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(got.output, model(x), atol=1e-5, rtol=1e-4)
+    # rollout and the per-head views cover the patch grid only: registers are prefix tokens, not map cells
+    res = explain(model, x[:1])[0]
+    layout = got.layout
+    assert res.map.shape == layout.grid and res.source_attention.shape == (2, model.blocks[0].attn.num_heads,
+                                                                          *layout.grid)
+    assert abs(res.map.sum() + res.prefix_share - 1) < 1e-4
+    if kind == "dinov3":
+        assert layout.reg_indices == (1, 2, 3, 4) and layout.num_tokens == 5 + 16 and res.prefix_share > 0
+
+
+def test_relative_position_bias_pins_beit_to_its_grid():
+    with pytest.raises(VitdashError, match="relative position tables"):
+        explain(make_class("beit"), torch.randn(1, 3, 80, 64))

@@ -72,36 +72,69 @@ class TokenLayout:
                 "dist_index": self.dist_index, "reg_indices": list(self.reg_indices), "grid": list(self.grid)}
 
 
-def check_model(model: torch.nn.Module) -> None:
-    from timm.layers import Attention
-    from timm.models.vision_transformer import VisionTransformer
+CLASSES = ("VisionTransformer", "VisionTransformerDistilled", "Eva", "Beit", "NaFlexVit")
 
-    if not isinstance(model, VisionTransformer):
-        raise VitdashError(f"attention maps need a timm VisionTransformer, got {type(model).__name__}")
-    odd = [i for i, blk in enumerate(model.blocks) if not isinstance(getattr(blk, "attn", None), Attention)]
+
+def check_model(model: torch.nn.Module) -> None:
+    """A timm ViT class whose blocks' attention modules expose their probabilities: every timm attention module
+    (VisionTransformer's, Eva's with RoPE, BEiT's with its relative bias) computes softmax(q k^T) on its unfused
+    path and passes it through `attn_drop`, after the RoPE rotation and any bias were applied."""
+    if type(model).__name__ not in CLASSES or not hasattr(model, "blocks"):
+        raise VitdashError(f"attention maps need one of timm's ViT classes ({', '.join(CLASSES)}), "
+                           f"got {type(model).__name__}")
+    odd = [i for i, blk in enumerate(model.blocks)
+           if not all(hasattr(getattr(blk, "attn", None), a) for a in ("fused_attn", "attn_drop"))]
     if odd:
-        raise VitdashError(f"blocks {odd} do not use timm's standard Attention; their maps cannot be read")
+        raise VitdashError(f"blocks {odd} do not use a timm attention module with an unfused path "
+                           f"({type(getattr(model.blocks[odd[0]], 'attn', model.blocks[odd[0]])).__name__}); "
+                           "their maps cannot be read")
+
+
+def patch_size(model: torch.nn.Module) -> tuple[int, int]:
+    embed = getattr(model, "patch_embed", None) or model.embeds
+    return tuple(int(p) for p in embed.patch_size)
+
+
+def input_channels(model: torch.nn.Module) -> int:
+    embed = getattr(model, "patch_embed", None) or model.embeds
+    return int(embed.in_chans if hasattr(embed, "in_chans") else embed.proj.in_channels)
+
+
+def native_grid(model: torch.nn.Module) -> tuple[int, int]:
+    """The patch grid the model was made for (NaFlexVit: its position table's, which it resizes per image)."""
+    if hasattr(model, "patch_embed"):
+        return tuple(int(g) for g in model.patch_embed.grid_size)
+    return tuple(int(g) for g in model.embeds.pos_embed_grid_size)
+
+
+def _tokens(model: torch.nn.Module) -> tuple[bool, bool, int]:
+    """(class token, distillation token, registers): NaFlexVit keeps its tokens in `embeds`."""
+    holder = getattr(model, "embeds", None) if type(model).__name__ == "NaFlexVit" else model
+    reg = getattr(holder, "reg_token", None)
+    return (getattr(holder, "cls_token", None) is not None, getattr(model, "dist_token", None) is not None,
+            int(reg.shape[1]) if reg is not None else 0)
 
 
 def token_layout(model: torch.nn.Module, grid: tuple[int, int] | None = None) -> TokenLayout:
     """Prefix tokens from the model itself; `grid` defaults to the native patch grid of the position embedding."""
     check_model(model)
-    has_cls = model.cls_token is not None
-    has_dist = getattr(model, "dist_token", None) is not None
-    num_reg = int(getattr(model, "num_reg_tokens", 0) or 0)
+    has_cls, has_dist, num_reg = _tokens(model)
     npt = int(model.num_prefix_tokens)
     if int(has_cls) + int(has_dist) + num_reg != npt:
         raise VitdashError(f"model declares {npt} prefix tokens but has cls={has_cls}, dist={has_dist}, "
                            f"registers={num_reg}; cannot tell which token is which")
+    grid = grid or native_grid(model)
     start = int(has_cls) + int(has_dist)
     pooled = getattr(model, "attn_pool", None) is not None
+    # Eva's pool reads every token (Perception Encoder: the class token too); timm's ViTs leave the prefix out
+    with_prefix = type(model).__name__ == "Eva" or getattr(model, "pool_include_prefix", False)
     return TokenLayout(
         num_prefix_tokens=npt,
         cls_index=0 if has_cls else None,
         dist_index=(1 if has_cls else 0) if has_dist else None,
         reg_indices=tuple(range(start, start + num_reg)),
-        grid=tuple(int(g) for g in (grid or model.patch_embed.grid_size)),
-        pool_start=(0 if getattr(model, "pool_include_prefix", False) else npt) if pooled else None,
+        grid=tuple(int(g) for g in grid),
+        pool_start=(0 if with_prefix else npt) if pooled else None,
     )
 
 
@@ -118,8 +151,9 @@ def attention_twin(model: torch.nn.Module) -> torch.nn.Module:
     twin.eval()
     for blk in twin.blocks:
         blk.attn.fused_attn = False
-    if not twin.dynamic_img_size:
-        # What VisionTransformer(dynamic_img_size=True) sets up: NHWC patches, pos_embed resampled per input.
+    if hasattr(twin, "dynamic_img_size") and not twin.dynamic_img_size:
+        # What dynamic_img_size=True sets up (VisionTransformer, Eva): NHWC patches, position embedding
+        # resampled and RoPE computed for each input's grid.
         twin.dynamic_img_size = True
         twin.patch_embed.strict_img_size = False
         twin.patch_embed.flatten = False
@@ -130,14 +164,19 @@ def attention_twin(model: torch.nn.Module) -> torch.nn.Module:
 def prepare_twin(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.nn.Module, TokenLayout]:
     """Check the batch against the model and lay out its tokens; returns the twin that will run it."""
     twin = attention_twin(model)
-    pe = twin.patch_embed
-    if x.ndim != 4 or x.shape[1] != pe.proj.in_channels:
-        raise VitdashError(f"expected a batch of shape (B, {pe.proj.in_channels}, H, W), got {tuple(x.shape)}")
+    in_chans = input_channels(twin)
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise VitdashError(f"expected a batch of shape (B, {in_chans}, H, W), got {tuple(x.shape)}")
     h, w = x.shape[-2:]
-    ph, pw = pe.patch_size
-    if not pe.dynamic_img_pad and (h % ph or w % pw or h < ph or w < pw):
+    ph, pw = patch_size(twin)
+    pe = getattr(twin, "patch_embed", None)
+    if not getattr(pe, "dynamic_img_pad", False) and (h % ph or w % pw or h < ph or w < pw):
         raise VitdashError(f"input {h}x{w} is not a multiple of the patch size {ph}x{pw}")
-    return twin, token_layout(twin, pe.dynamic_feat_size((h, w)))
+    grid = pe.dynamic_feat_size((h, w)) if pe is not None else (h // ph, w // pw)
+    if not hasattr(twin, "dynamic_img_size") and pe is not None and tuple(grid) != tuple(pe.grid_size):
+        raise VitdashError(f"{type(model).__name__}'s relative position tables are for its {pe.img_size[0]}x"
+                           f"{pe.img_size[1]} px grid; attention at {h}x{w} px would need them resampled")
+    return twin, token_layout(twin, grid)
 
 
 def run_twin(twin: torch.nn.Module, x: torch.Tensor, on_attention: Callable[[int, torch.Tensor], None],

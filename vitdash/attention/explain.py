@@ -33,7 +33,16 @@ import torch
 from PIL import Image
 
 from vitdash.attention.artifacts import LAST_BLOCKS, Artifacts, find_artifacts, treat
-from vitdash.attention.capture import TokenLayout, check_model, pool_query, prepare_twin, run_twin, token_layout
+from vitdash.attention.capture import (
+    TokenLayout,
+    check_model,
+    input_channels,
+    patch_size,
+    pool_query,
+    prepare_twin,
+    run_twin,
+    token_layout,
+)
 from vitdash.attention.overlay import overlay_picture, upscale
 from vitdash.attention.rollout import HEAD_FUSIONS, check_discard_ratio, fuse_heads, grad_weighted, rollout
 from vitdash.data.transforms import Preprocessing
@@ -71,10 +80,9 @@ def anatomy(model: torch.nn.Module, ckpt: Checkpoint | None = None) -> Anatomy:
     checkpoint's own, or those of the data set it says it was trained on: `head_names`)."""
     layout = token_layout(model)
     n = int(getattr(model, "num_classes", 0) or 0)
-    chans = int(model.patch_embed.proj.in_channels)
-    size = tuple(g * p for g, p in zip(layout.grid, model.patch_embed.patch_size))
-    return Anatomy(len(model.blocks), int(model.blocks[0].attn.num_heads),
-                   tuple(int(p) for p in model.patch_embed.patch_size), chans, n, layout,
+    chans = input_channels(model)
+    size = tuple(g * p for g, p in zip(layout.grid, patch_size(model)))
+    return Anatomy(len(model.blocks), int(model.blocks[0].attn.num_heads), patch_size(model), chans, n, layout,
                    head_names(ckpt, n, size, chans) if (n and ckpt is not None) else None)
 
 
@@ -324,7 +332,7 @@ def explain_images(ckpt: Checkpoint, images: Sequence[Image.Image], *, model: to
     overrides = {"img_size": tuple(img_size)} if img_size is not None else {}
     prep = resolve_preprocessing(ckpt, arch, overrides)
     _, h, w = prep.input_size
-    ph, pw = model.patch_embed.patch_size
+    ph, pw = patch_size(model)
     if h < ph or w < pw:
         raise VitdashError(f"image size {h}x{w} is smaller than one {ph}x{pw} patch")
     if h % ph or w % pw:  # round down to whole patches (the patch conv would silently drop the rest)

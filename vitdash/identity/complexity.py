@@ -26,14 +26,16 @@ MAC_COMPONENTS = ("patch_embed", "attention_proj", "attention_matrix", "mlp", "a
 
 # Canonical (timm) tensor name -> component; the first matching rule wins.
 _PARAM_RULES = [(re.compile(p), c) for p, c in (
-    (r"patch_embed\.", "patch_embed"),
-    (r"(cls_token|dist_token|reg_token)$", "tokens"),
-    (r"pos_embed$", "pos_embed"),
+    (r"(patch_embed|embeds)\.(proj|norm|norm_input)\.", "patch_embed"),
+    (r"(embeds\.)?(cls_token|dist_token|reg_token)$", "tokens"),
+    (r"(embeds\.)?pos_embed(_x|_y)?$", "pos_embed"),
+    (r"(.*\.)?relative_position_bias_table$|rope\.freqs$", "pos_embed"),  # relative bias, learned RoPE frequencies
     (r"attn_pool\.", "attn_pool"),
-    (r"blocks\.\d+\.attn\.(q_norm|k_norm)\.", "norms"),
+    (r"blocks\.\d+\.attn\.(q_norm|k_norm|norm)\.", "norms"),
     (r"blocks\.\d+\.attn\.", "attention"),
+    (r"blocks\.\d+\.mlp\.norm\.", "norms"),
     (r"blocks\.\d+\.mlp\.", "mlp"),
-    (r"blocks\.\d+\.ls[12]\.", "layer_scale"),
+    (r"blocks\.\d+\.(ls[12]\.gamma|gamma_[12])$", "layer_scale"),
     (r"(blocks\.\d+\.norm[12]|norm|fc_norm|norm_pre)\.", "norms"),
     (r"(head|head_dist|pre_logits)\.", "head"),
 )]
@@ -55,31 +57,59 @@ def spec_params(arch: ArchSpec) -> dict[str, int]:
     that the ArchSpec misses nothing.
     """
     d, a, h, depth = arch.embed_dim, arch.attn_dim, arch.mlp_hidden, arch.depth
-    fc1_out = 2 * h if arch.mlp_type == "swiglu" else h
+    fc1_out = h if arch.mlp_type == "mlp" else 2 * h
     norm = 2 * d if arch.norm_type == "layernorm" else d
+    per_norm = 2 if arch.norm_type == "layernorm" else 1
     grid = arch.grid_size[0] * arch.grid_size[1]
-    pos_len = grid + (0 if arch.no_embed_class else arch.num_prefix_tokens)
     head_in = arch.representation_size or d
     head = (head_in + 1) * arch.num_classes * (2 if arch.has_dist_token else 1)
     if arch.representation_size:
         head += d * arch.representation_size + arch.representation_size
-    qk_norm = 2 * (2 * arch.head_dim if arch.norm_type == "layernorm" else arch.head_dim) if arch.qk_norm else 0
+    qk_norm = 2 * per_norm * arch.head_dim if arch.qk_norm else 0
     ph = arch.pool_mlp_hidden
     # timm's AttentionPoolLatent: latent queries, q (d -> d), kv (d -> 2d), proj (d -> d), norm, MLP; all with biases.
     attn_pool = (arch.pool_latent_len * d + (d * d + d) + (2 * d * d + 2 * d) + (d * d + d) + norm
                  + (d * ph + ph) + (ph * d + d)) if arch.global_pool == "map" else 0
+    # k and v may have fewer heads than q (grouped-query attention, one count per block)
+    kv = arch.model_args.get("num_kv_heads") or [arch.num_heads] * depth
+    kv_dims = [n * arch.head_dim for n in kv]
+    q_bias = {"qkv": 1, "qv": 1, "none": 0}[arch.attn_bias]
+    attention = sum(a * d + 2 * kv_dim * d + a * d + q_bias * a + {"qkv": 2 * kv_dim, "qv": kv_dim, "none": 0}[
+        arch.attn_bias] + (d if arch.proj_bias else 0) for kv_dim in kv_dims)
     return {
-        "patch_embed": d * arch.in_chans * arch.patch_size ** 2 + (d if arch.patch_bias else 0),
+        "patch_embed": d * arch.in_chans * arch.patch_size ** 2 + (d if arch.patch_bias else 0)
+                       + (norm if arch.patch_norm else 0),
         "tokens": arch.num_prefix_tokens * d,
-        "pos_embed": pos_len * d,
-        "attention": depth * (3 * a * d + (3 * a if arch.qkv_bias else 0) + a * d + (d if arch.proj_bias else 0)),
+        "pos_embed": _position_params(arch, grid),
+        "attention": attention,
         "mlp": depth * (d * fc1_out + h * d + ((fc1_out + d) if arch.mlp_bias else 0)),
-        "norms": depth * (2 * norm + qk_norm) + norm * (int(arch.final_norm and not arch.fc_norm) + int(arch.fc_norm)
-                                                       + int(arch.pre_norm)),
-        "layer_scale": depth * 2 * d if arch.layer_scale else 0,
+        "norms": depth * (2 * norm + qk_norm + (per_norm * a if arch.attn_norm else 0)
+                          + (per_norm * h if arch.mlp_norm else 0))
+                 + norm * (int(arch.final_norm and not arch.fc_norm) + int(arch.fc_norm) + int(arch.pre_norm)),
+        "layer_scale": depth * d * (1 if arch.model_args.get("attn_only_layer_scale") else 2) if arch.layer_scale
+        else 0,
         "attn_pool": attn_pool,
         "head": head,
     }
+
+
+def _position_params(arch: ArchSpec, grid: int) -> int:
+    """Learned absolute table (NaFlexVit: a 2-D table of patches, or row + column tables), BEiT's relative bias
+    tables ((2g - 1)^2 + 3 rows by heads, per block or shared), mixed RoPE's learned frequencies."""
+    d, parts = arch.embed_dim, set(arch.pos_embed.split("+"))
+    total = 0
+    if parts & {"learned", "fixed"}:
+        if arch.model_args.get("pos_embed") == "factorized":
+            total += (arch.grid_size[0] + arch.grid_size[1]) * d
+        else:
+            total += (grid + (0 if arch.no_embed_class else arch.num_prefix_tokens)) * d
+    if "relative" in parts:
+        gh, gw = arch.grid_size
+        table = ((2 * gh - 1) * (2 * gw - 1) + 3) * arch.num_heads
+        total += table * (arch.depth if arch.rel_pos_bias == "per_block" else 1)
+    if arch.model_args.get("rope_type") == "mixed":
+        total += arch.depth * arch.attn_dim
+    return total
 
 
 def macs_by_component(arch: ArchSpec, img_size: tuple[int, int] | None = None) -> dict[str, int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from vitdash.errors import VitdashError
@@ -24,29 +24,76 @@ from vitdash.identity.family_table import FAMILY_KEYWORDS, load_rows
 from vitdash.identity.timm_defs import timm_name
 from vitdash.load.checkpoint import Checkpoint
 
+# ArchSpec fields and model arguments a row's `structure` column may set (see row_spec).
+STRUCTURE_FIELDS = ("norm_type", "attn_bias", "qk_norm", "mlp_layer", "mlp_norm", "attn_norm", "patch_norm",
+                    "patch_bias", "proj_bias", "mlp_bias", "global_pool", "fc_norm", "final_norm", "pool_latent_len",
+                    "pool_mlp_hidden", "rel_pos_bias", "block")
+STRUCTURE_ARGS = ("rope_type", "pos_embed", "num_kv_heads", "attn_only_layer_scale")
+
+
+def _coerce(value: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        return value.strip().lower() in ("1", "true", "yes")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    return value
+
+
+def _arg(value: str) -> Any:
+    """A model argument from the table: a number, a flag, a list of numbers ('8 8 4'), or a word."""
+    parts = value.split()
+    if len(parts) > 1:
+        return [int(p) for p in parts]
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
 
 def row_spec(row: dict[str, Any]) -> ArchSpec:
-    """The ArchSpec of a family member as timm builds it (CLIP: pre-norm and a bias-free patch embedding)."""
-    grid = (row["img_size"] // row["patch"],) * 2
+    """The ArchSpec of a family member as timm builds it. The columns hold what tells the members apart; the
+    `structure` column lists, as field=value pairs, every ArchSpec field where the member differs from a
+    token-pooled LayerNorm ViT with biases (SigLIP's attention pool, AIMv2's RMSNorm...), and `args.X` pairs the
+    model arguments that change its parameters (mixed RoPE's learned frequencies)."""
+    grid = (row["img_size"] // row["patch"],) * 2  # whole patches: So400m/14 "@384" sees 378 px
     prefix = int(row["class_token"]) + int(row["dist_token"]) + row["reg_tokens"]
-    return ArchSpec(
+    spec = ArchSpec(
         embed_dim=row["width"], depth=row["layers"], num_heads=row["heads"], heads_inferred=False,
         head_candidates=[row["heads"]], head_dim=row["width"] // row["heads"], patch_size=row["patch"],
-        img_size=(row["img_size"],) * 2, grid_size=grid, in_chans=3, num_prefix_tokens=prefix,
+        img_size=(grid[0] * row["patch"],) * 2, grid_size=grid, in_chans=3, num_prefix_tokens=prefix,
         num_reg_tokens=row["reg_tokens"], has_class_token=row["class_token"], has_dist_token=row["dist_token"],
         no_embed_class=row["no_embed_class"], mlp_hidden=row["mlp_size"], mlp_ratio=row["mlp_size"] / row["width"],
         mlp_type=row["mlp_type"], qkv_bias=True, qk_norm=False, norm_type="layernorm", norm_eps=1e-6,
         layer_scale=row["layer_scale"], global_pool="token", fc_norm=False, pre_norm=row["pre_norm"],
         final_norm=True, patch_bias=not row["pre_norm"], num_classes=row["num_classes"], representation_size=0,
-        num_params=round(row["params_m"] * 1e6))
+        num_params=round(row["params_m"] * 1e6), timm_class=row["timm_class"], pos_embed=row["pos_embed"],
+        mlp_layer="Mlp" if row["mlp_type"] == "mlp" else "GluMlp")
+    fields = {k: _coerce(v, getattr(spec, k)) for k, v in row["structure"].items() if not k.startswith("args.")}
+    spec = replace(spec, **fields, model_args={k[5:]: _arg(v) for k, v in row["structure"].items()
+                                                if k.startswith("args.")})
+    spec.qkv_bias = spec.attn_bias != "none"
+    return spec
+
+
+def _position_kind(pos_embed: str) -> str:
+    """Absolute, RoPE, relative: learned or fixed, an absolute table is the same structure."""
+    kinds = {"fixed": "absolute", "learned": "absolute"}
+    return "+".join(sorted({kinds.get(p, p) for p in pos_embed.split("+")}))
 
 
 def _arch_attributes(arch: ArchSpec) -> dict[str, Any]:
+    """What matching compares (structural and soft, below)."""
     return {
         "width": arch.embed_dim, "layers": arch.depth, "heads": arch.num_heads, "mlp_size": arch.mlp_hidden,
         "mlp_type": arch.mlp_type, "patch": arch.patch_size, "in_chans": arch.in_chans,
         "class_token": arch.has_class_token, "dist_token": arch.has_dist_token, "reg_tokens": arch.num_reg_tokens,
-        "layer_scale": arch.layer_scale, "pre_norm": arch.pre_norm, "qkv_bias": arch.qkv_bias,
+        "layer_scale": arch.layer_scale, "pre_norm": arch.pre_norm, "qkv_bias": arch.attn_bias,
+        "timm_class": arch.timm_class, "pos_embed": _position_kind(arch.pos_embed), "norm_type": arch.norm_type,
+        "learned_rope": arch.model_args.get("rope_type") == "mixed",
         "img_size": arch.img_size, "num_classes": arch.num_classes, "pooling": arch.pooling,
         "representation_size": arch.representation_size,
     }
@@ -61,7 +108,8 @@ STRUCTURAL = (("width", "width"), ("layers", "depth"), ("heads", "heads"), ("mlp
               ("mlp_type", "MLP type"), ("patch", "patch size"), ("in_chans", "input channels"),
               ("class_token", "class token"), ("dist_token", "distillation token"), ("reg_tokens", "register tokens"),
               ("layer_scale", "LayerScale"), ("pre_norm", "pre-norm (CLIP-style norm_pre)"),
-              ("qkv_bias", "q/k/v bias"))
+              ("qkv_bias", "q/k/v bias"), ("timm_class", "timm class"), ("pos_embed", "position encoding"),
+              ("norm_type", "norm"), ("learned_rope", "learned RoPE frequencies"))
 
 
 SOFT = (("img_size", "image size"), ("num_classes", "classes in the head"), ("pooling", "pooling"),
@@ -78,6 +126,8 @@ def _fmt(key: str, value: Any) -> str:
         return "yes" if value else "no"
     if key == "num_classes" and value == 0:
         return "no head"
+    if key == "qkv_bias":
+        return {"qkv": "q, k and v", "qv": "q and v (k fixed at 0)", "none": "none"}.get(value, value)
     return str(value)
 
 
@@ -134,14 +184,20 @@ def _distance(arch_attrs: dict[str, Any], row: dict[str, Any], heads_known: bool
     return total
 
 
-def _preference(row: dict[str, Any], hint: str | None) -> int:
+def _tokens(text: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", text.lower()))
+
+
+def _preference(row: dict[str, Any], hint: str | None) -> tuple[int, int, int]:
+    """(the hint names the row's timm model, a weight tag names its family, any word does): timm's MAE weights
+    are `vit_base_patch16_224.mae`, the same model as ViT-B/16's."""
     if not hint:
-        return 0
-    names = {word.split(".")[0] for word in hint.split()}
-    tokens = set(re.split(r"[^a-z0-9]+", hint.lower()))
-    if row["timm_name"] in names:
-        return 2
-    return int(FAMILY_KEYWORDS[row["family"]] in tokens)
+        return 0, 0, 0
+    words = hint.split()
+    keyword = FAMILY_KEYWORDS[row["family"]]
+    tags = _tokens(" ".join(w.split(".", 1)[1] for w in words if "." in w))
+    named = row["timm_name"] in {w.split(".")[0] for w in words}
+    return int(named), int(keyword in tags), int(keyword in _tokens(hint))
 
 
 def match(arch: ArchSpec, hint: str | None = None) -> FamilyMatch:
@@ -156,7 +212,7 @@ def match(arch: ArchSpec, hint: str | None = None) -> FamilyMatch:
     for order, row in enumerate(load_rows()):
         structural, soft = _differences(attrs, row, heads_known)
         scored.append(((len(structural) > 0, _distance(attrs, row, heads_known), len(soft),
-                        -_preference(row, hint), order), row, structural, soft))
+                        tuple(-p for p in _preference(row, hint)), order), row, structural, soft))
     scored.sort(key=lambda s: s[0])
     best, row, structural, soft = scored[0]
     kind = "custom" if structural else ("variant" if soft else "exact")
@@ -204,9 +260,10 @@ def identify_weights(ckpt: Checkpoint) -> tuple[dict[str, Any], str] | None:
     if cfg.get("tag"):
         arch_name, tag = cfg.get("architecture") or timm_name(meta), cfg["tag"]
     if arch_name and tag:
-        for row in rows:
-            if row["timm_name"] == arch_name:
-                return dict(row), tag
+        named = [r for r in rows if r["timm_name"] == arch_name]
+        named.sort(key=lambda r: (tag not in r["top1"], FAMILY_KEYWORDS[r["family"]] not in _tokens(tag)))
+        if named:
+            return dict(named[0]), tag
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     repos = [str(config.get("_name_or_path", ""))]
     if found := _HF_CACHE_DIR.search(ckpt.source):

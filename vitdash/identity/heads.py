@@ -96,6 +96,39 @@ def _split_stats(m: np.ndarray, candidates: list[int], total: float, count: int,
     return np.array(stats), np.array(ratios)
 
 
+def attention_width(tensors: TensorStore, layer: int, part: str = "q") -> int:
+    """Rows of one of q, k, v in a block: a third of a fused qkv, or its own projection (Eva's q_proj...)."""
+    fused = f"blocks.{layer}.attn.qkv.weight"
+    if fused in tensors:
+        return tensors.shape(fused)[0] // 3
+    return tensors.shape(f"blocks.{layer}.attn.{part}_proj.weight")[0]
+
+
+def attention_projections(tensors: TensorStore, layer: int) -> tuple[torch.Tensor, ...] | None:
+    """(q, k, v) of one block as (rows, in + 1) matrices, each row its weights and bias (a zero where the class has
+    none: Eva's and BEiT's key), and the output projection; None for meta tensors. Fused or not, timm's layouts."""
+    a = f"blocks.{layer}.attn"
+    if f"{a}.qkv.weight" in tensors:
+        w = tensors[f"{a}.qkv.weight"]
+        if w.device.type == "meta":
+            return None
+        w = w.detach().float()
+        parts = list(w.chunk(3))
+        biases = ([tensors[f"{a}.qkv.bias"].detach().float().chunk(3)] if f"{a}.qkv.bias" in tensors else
+                  [(tensors[f"{a}.q_bias"].detach().float(), None, tensors[f"{a}.v_bias"].detach().float())]
+                  if f"{a}.q_bias" in tensors else [])
+    else:
+        if tensors[f"{a}.q_proj.weight"].device.type == "meta":
+            return None
+        parts = [tensors[f"{a}.{p}_proj.weight"].detach().float() for p in "qkv"]
+        biases = ([tuple(tensors[f"{a}.{p}_proj.bias"].detach().float() if f"{a}.{p}_proj.bias" in tensors else None
+                         for p in "qkv")] if f"{a}.q_proj.bias" in tensors else [])
+    if biases:  # the head symmetry acts on the biases too
+        parts = [torch.cat([w, (b if b is not None else torch.zeros(w.shape[0]))[:, None]], 1)
+                 for w, b in zip(parts, biases[0])]
+    return (*parts, tensors[f"{a}.proj.weight"].detach().float())
+
+
 def head_split_evidence(tensors: TensorStore, depth: int, attn_dim: int, use_query_key: bool = True,
                         max_layers: int = 4, permutations: int | None = None, seed: int = 0) -> HeadEvidence | None:
     """The head count that trained q/k/v/o weights single out, or None when they show no head structure.
@@ -110,15 +143,10 @@ def head_split_evidence(tensors: TensorStore, depth: int, attn_dim: int, use_que
     layers = sorted({int(round(x)) for x in np.linspace(0, depth - 1, min(depth, max_layers))})
     sums: dict[str, np.ndarray] = {}
     for layer in layers:
-        w = tensors[f"blocks.{layer}.attn.qkv.weight"]
-        if w.device.type == "meta":
+        proj = attention_projections(tensors, layer)
+        if proj is None or proj[2].shape[0] != attn_dim:  # meta tensors; grouped k/v heads
             return None
-        w = w.detach().float()
-        bias = f"blocks.{layer}.attn.qkv.bias"
-        if bias in tensors:  # the symmetry acts on the biases too
-            w = torch.cat([w, tensors[bias].detach().float()[:, None]], 1)
-        q, k, v = w[:attn_dim], w[attn_dim:2 * attn_dim], w[2 * attn_dim:]
-        o = tensors[f"blocks.{layer}.attn.proj.weight"].detach().float()
+        q, k, v, o = proj
         pairs = {"value-output": (v @ v.T, o.T @ o)}
         if use_query_key:
             pairs["query-key"] = (q @ q.T, k @ k.T)
@@ -165,7 +193,7 @@ def _guess_heads(attn_dim: int, candidates: list[int]) -> int:
 
 
 def infer_heads(ckpt: Checkpoint, embed_dim: int, depth: int, attn_dim: int, mlp_hidden: int, qk_norm: bool,
-                 candidates: list[int], notes: list[str]) -> tuple[int, str, dict[str, Any]]:
+                candidates: list[int], notes: list[str], mlp_type: str = "mlp") -> tuple[int, str, dict[str, Any]]:
     heads, where = _heads_from_metadata(ckpt.metadata)
     if heads is not None:
         if attn_dim % heads == 0:
@@ -181,8 +209,7 @@ def infer_heads(ckpt: Checkpoint, embed_dim: int, depth: int, attn_dim: int, mlp
             f"relabelling of the attention dimensions)")
         return evidence.num_heads, "weights", evidence.to_dict()
     if attn_dim == embed_dim:
-
-        known = heads_for_shape(embed_dim, depth, mlp_hidden)
+        known = heads_for_shape(embed_dim, depth, mlp_hidden, mlp_type)
         if known is not None:
             heads, member = known
             notes.append(f"head count not stated anywhere and the weights show no head structure: {heads}, as in "

@@ -39,55 +39,141 @@ def _mlp_ratio(hidden: int, dim: int) -> float:
     return ratio if int(dim * ratio) == hidden else (hidden + 0.5) / dim
 
 
-def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -> dict[str, Any]:
-    """The `VisionTransformer(...)` arguments that reproduce this architecture exactly."""
+def _norm(arch: ArchSpec):
     from functools import partial
 
-    from timm.layers import LayerNorm, RmsNorm, SwiGLUPacked
+    from timm.layers import LayerNorm, RmsNorm
 
-    norm = partial(LayerNorm if arch.norm_type == "layernorm" else RmsNorm, eps=arch.norm_eps)
+    return partial(LayerNorm if arch.norm_type == "layernorm" else RmsNorm, eps=arch.norm_eps)
+
+
+def _vit_kwargs(arch: ArchSpec) -> dict[str, Any]:
+    from timm.layers import SwiGLU, SwiGLUPacked
+    from timm.models.vision_transformer import ResPostBlock
+
     kwargs: dict[str, Any] = dict(
-        img_size=img_size or arch.img_size,
-        patch_size=arch.patch_size,
-        in_chans=arch.in_chans,
-        num_classes=arch.num_classes,
         global_pool=arch.global_pool,
-        embed_dim=arch.embed_dim,
-        depth=arch.depth,
-        num_heads=arch.num_heads,
         mlp_ratio=_mlp_ratio(arch.mlp_hidden, arch.embed_dim),
         qkv_bias=arch.qkv_bias,
         proj_bias=arch.proj_bias,
         qk_norm=arch.qk_norm,
+        scale_attn_norm=arch.attn_norm,
+        scale_mlp_norm=arch.mlp_norm,
         init_values=1e-5 if arch.layer_scale else None,
         class_token=arch.has_class_token,
+        pos_embed="learn" if "learned" in arch.pos_embed or "fixed" in arch.pos_embed else "none",
         no_embed_class=arch.no_embed_class,
         reg_tokens=arch.num_reg_tokens,
         pre_norm=arch.pre_norm,
         final_norm=arch.final_norm,
         fc_norm=arch.fc_norm,
-        norm_layer=norm,
+        norm_layer=_norm(arch),
+        embed_norm_layer=_norm(arch) if arch.patch_norm else None,
         attn_layer=_attention_layer(arch.head_dim, arch.embed_dim, arch.num_heads),
         act_layer=arch.act,
         dynamic_img_size=True,
     )
-    if arch.mlp_type == "swiglu":
+    if arch.block == "post_norm":
+        kwargs["block_fn"] = ResPostBlock
+    if arch.mlp_layer == "GluMlp":
         kwargs.update(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU,
                       mlp_ratio=_mlp_ratio(2 * arch.mlp_hidden, arch.embed_dim))
+    elif arch.mlp_layer == "SwiGLU":
+        kwargs.update(mlp_layer=SwiGLU, act_layer=nn.SiLU)
     return kwargs
 
 
-def _instantiate(arch: ArchSpec, weight_init: str = "skip") -> nn.Module:
+def _eva_kwargs(arch: ArchSpec) -> dict[str, Any]:
+    args = dict(arch.model_args)
+    for key in ("ref_feat_shape", "num_kv_heads"):
+        if isinstance(args.get(key), list):
+            args[key] = tuple(args[key])
+    pool_ratio = _mlp_ratio(arch.pool_mlp_hidden, arch.embed_dim) if arch.global_pool == "map" else None
+    return dict(
+        global_pool=arch.global_pool, qkv_bias=arch.qkv_bias, qk_norm=arch.qk_norm,
+        mlp_ratio=_mlp_ratio(arch.mlp_hidden, arch.embed_dim), swiglu_mlp=arch.mlp_type == "swiglu",
+        scale_mlp=arch.mlp_norm, scale_attn_inner=arch.attn_norm, norm_layer=_norm(arch),
+        init_values=1e-5 if arch.layer_scale else None, class_token=arch.has_class_token,
+        num_reg_tokens=arch.num_reg_tokens, no_embed_class=arch.no_embed_class,
+        use_abs_pos_emb="learned" in arch.pos_embed or "fixed" in arch.pos_embed,
+        use_pre_transformer_norm=arch.pre_norm, use_post_transformer_norm=arch.final_norm and not arch.fc_norm,
+        use_fc_norm=arch.fc_norm, attn_pool_mlp_ratio=pool_ratio, dynamic_img_size=True, **args)
+
+
+def _beit_kwargs(arch: ArchSpec) -> dict[str, Any]:
+    return dict(
+        global_pool=arch.global_pool, qkv_bias=arch.qkv_bias, mlp_ratio=_mlp_ratio(arch.mlp_hidden, arch.embed_dim),
+        swiglu_mlp=arch.mlp_type == "swiglu", scale_mlp=arch.mlp_norm, norm_layer=_norm(arch),
+        init_values=0.1 if arch.layer_scale else 0.0,  # Beit tests truthiness: 0.0 means none
+        use_abs_pos_emb="learned" in arch.pos_embed or "fixed" in arch.pos_embed,
+        use_rel_pos_bias=arch.rel_pos_bias == "per_block", use_shared_rel_pos_bias=arch.rel_pos_bias == "shared",
+        use_fc_norm=arch.fc_norm)
+
+
+def _naflexvit_cfg(arch: ArchSpec) -> Any:
+    from timm.models.naflexvit import NaFlexVitCfg
+
+    args = dict(arch.model_args)
+    if isinstance(args.get("pos_embed_grid_size"), list):
+        args["pos_embed_grid_size"] = tuple(args["pos_embed_grid_size"])
+    return NaFlexVitCfg(**{
+        "patch_size": arch.patch_size, "embed_dim": arch.embed_dim, "depth": arch.depth, "num_heads": arch.num_heads,
+        "mlp_ratio": _mlp_ratio(arch.mlp_hidden, arch.embed_dim), "qkv_bias": arch.qkv_bias, "qk_norm": arch.qk_norm,
+        "proj_bias": arch.proj_bias, "init_values": 1e-5 if arch.layer_scale else None,
+        "class_token": arch.has_class_token, "reg_tokens": arch.num_reg_tokens,
+        "pos_embed": "learned" if "learned" in arch.pos_embed else "none", "pos_embed_grid_size": arch.grid_size,
+        "pre_norm": arch.pre_norm, "final_norm": arch.final_norm, "fc_norm": arch.fc_norm,
+        "global_pool": arch.global_pool, "embed_proj_type": "linear", "norm_layer": _norm(arch),
+        "embed_norm_layer": _norm(arch) if arch.patch_norm else None, "act_layer": arch.act,
+        "scale_mlp_norm": arch.mlp_norm, "scale_attn_inner_norm": arch.attn_norm,
+        "attn_pool_mlp_ratio": _mlp_ratio(arch.pool_mlp_hidden, arch.embed_dim) if arch.pool_mlp_hidden else None,
+        **args})
+
+
+def timm_kwargs(arch: ArchSpec, img_size: int | tuple[int, int] | None = None) -> dict[str, Any]:
+    """The arguments of `arch.timm_class` that reproduce this architecture exactly."""
+    common = dict(img_size=img_size or arch.img_size, patch_size=arch.patch_size, in_chans=arch.in_chans,
+                  num_classes=arch.num_classes, embed_dim=arch.embed_dim, depth=arch.depth, num_heads=arch.num_heads)
+    if arch.timm_class == "Eva":
+        return common | _eva_kwargs(arch)
+    if arch.timm_class == "Beit":
+        return common | _beit_kwargs(arch)
+    if arch.timm_class == "NaFlexVit":
+        return dict(cfg=_naflexvit_cfg(arch), in_chans=arch.in_chans, num_classes=arch.num_classes)
+    return common | _vit_kwargs(arch)
+
+
+def _timm_class(arch: ArchSpec) -> type[nn.Module]:
+    from timm.models.beit import Beit
     from timm.models.deit import VisionTransformerDistilled
+    from timm.models.eva import Eva
+    from timm.models.naflexvit import NaFlexVit
     from timm.models.vision_transformer import VisionTransformer
 
-    cls = VisionTransformerDistilled if arch.has_dist_token else VisionTransformer
+    classes = {"VisionTransformer": VisionTransformer, "VisionTransformerDistilled": VisionTransformerDistilled,
+               "Eva": Eva, "Beit": Beit, "NaFlexVit": NaFlexVit}
+    if arch.timm_class not in classes:
+        raise VitdashError(f"no timm class {arch.timm_class!r} here; known: {', '.join(classes)}")
+    return classes[arch.timm_class]
+
+
+def _instantiate(arch: ArchSpec, weight_init: str = "skip") -> nn.Module:
+    """The class built directly (timm.create_model drops None-valued arguments, so a registered recipe's
+    LayerScale or embedding norm could not be switched off)."""
+    cls = _timm_class(arch)
     kwargs = timm_kwargs(arch)
-    if arch.has_dist_token:
-        kwargs["class_token"] = True  # the distilled class adds its own token on top
-    model = cls(weight_init=weight_init, **kwargs)
-    if arch.global_pool == "map":
-        _fit_attention_pool(model, arch, kwargs["norm_layer"], weight_init)
+    if arch.timm_class in ("VisionTransformer", "VisionTransformerDistilled"):
+        kwargs["weight_init"] = weight_init
+        if arch.has_dist_token:
+            kwargs["class_token"] = True  # the distilled class adds its own token on top
+    elif arch.timm_class == "NaFlexVit" and weight_init != "skip":  # (it has no 'skip')
+        kwargs["cfg"].weight_init = weight_init
+    try:
+        model = cls(**kwargs)
+    except (AssertionError, TypeError, ValueError) as e:
+        raise VitdashError(f"timm's {arch.timm_class} cannot be built with the inferred settings: {e}") from None
+    if arch.global_pool == "map" and arch.timm_class != "Eva":
+        _fit_attention_pool(model, arch, _norm(arch), weight_init)
     return model
 
 
@@ -130,7 +216,8 @@ def build_model(ckpt: Checkpoint, arch: ArchSpec | None = None, dtype: torch.dty
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise VitdashError(f"the canonical tensors do not fit a timm ViT built from the inferred architecture: {e}")
+        raise VitdashError(f"the canonical tensors do not fit timm's {arch.timm_class} built from the inferred "
+                           f"architecture: {e}") from None
     return model.to(dtype).eval()
 
 

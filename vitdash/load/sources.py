@@ -34,6 +34,7 @@ from vitdash.load.formats import read_file, safetensors_reader
 from vitdash.load.formats.raw import RawCheckpoint, sha256_files
 from vitdash.load.formats.torch_pickle import from_object
 from vitdash.load.layouts import detect
+from vitdash.load.layouts.timm_layout import PATCH_KEYS
 
 
 def load(source: str | os.PathLike) -> Checkpoint:
@@ -324,7 +325,7 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
     warnings = list(raw.warnings)
     size = sum(f.stat().st_size for f in raw.files)
     found = detect(raw.tensors, raw.metadata)
-    if found is None or "patch_embed.proj.weight" not in found.tensors:
+    if found is None or not any(k in found.tensors for k in PATCH_KEYS):
         keys = list(raw.tensors)
         prefixes = Counter(k.split(".")[0] for k in keys)
         looks = _looks_like(keys, raw.tensors)

@@ -1,0 +1,185 @@
+"""The ViT families people download today, as timm defines them: every timm model of DINOv3, EVA-02, SigLIP and
+SigLIP 2, AIMv2, BEiT and BEiT v2, MAE, CLIP, Perception Encoder and RoPE-ViT at init (built on the meta device:
+shapes only, so the whole zoo takes seconds) is read as its own timm class with timm's configuration, rebuilt
+tensor for tensor, counted exactly, and put on its own row of the family table. Small random-weight instances
+then check that the rebuilt model computes what timm's own model computes, settings no shape shows included."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.complexity import params_by_component, spec_params
+from vitdash.identity.family import match
+from vitdash.identity.family_table import family_rows
+from vitdash.identity.model import _instantiate, build_model
+from vitdash.identity.timm_defs import rope_settings
+from vitdash.load.checkpoint import Checkpoint, TensorStore
+from vitdash.load.layouts import detect
+from vitdash.load.sources import checkpoint_from_state_dict
+
+# family -> the timm names that are its models
+FAMILIES = {
+    "DINOv3": r"_dinov3", "EVA-02": r"^eva02_", "SigLIP|SigLIP 2": r"^(vit|naflexvit)_.*_siglip", "AIMv2": r"^aimv2_",
+    "BEiT": r"^beit_", "BEiT v2": r"^beitv2_", "CLIP": r"^vit_.*_clip_", "PE": r"^vit_pe_", "RoPE-ViT": r"_rope_",
+}
+
+
+def _names() -> list[tuple[str, str]]:
+    import timm
+
+    out = [(fam, n) for fam, pattern in FAMILIES.items() for n in timm.list_models() if re.search(pattern, n)]
+    mae = ("vit_base_patch16_224", "vit_large_patch16_224", "vit_huge_patch14_224")  # its weights are these, tagged
+    return out + [("MAE", f"{n}.mae") for n in mae]
+
+
+NAMES = _names()
+
+
+def _meta_model(name: str, **kwargs) -> nn.Module:
+    import timm
+
+    with torch.device("meta"):
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _canonical(model: nn.Module, meta: dict) -> Checkpoint:
+    found = detect(TensorStore.from_tensors(model.state_dict()), meta)
+    assert found is not None and not found.unmapped, found and found.unmapped
+    return Checkpoint(tensors=found.tensors, source="test", format="memory", layout=found.layout, canonical=True,
+                      metadata={**meta, **found.metadata}, is_vit=True)
+
+
+def _load_timm_meta(name: str, model: nn.Module) -> dict:
+    """What load_timm records for a timm model at init."""
+    cfg = dict(model.pretrained_cfg)
+    if getattr(getattr(model, "patch_embed", None), "img_size", None):
+        cfg["input_size"] = (3, *model.patch_embed.img_size)
+    return {"timm_model": name, "pretrained": False, "pretrained_cfg": cfg}
+
+
+def _pos_kind(model: nn.Module) -> str:
+    parts = []
+    pos = getattr(model, "pos_embed", None) if hasattr(model, "patch_embed") else None
+    if pos is not None or getattr(getattr(model, "embeds", None), "pos_embed_type", "none") != "none":
+        parts.append("learned")
+    if getattr(model, "rope", None) is not None:
+        parts.append("rope")
+    if getattr(model, "rel_pos_bias", None) is not None or getattr(
+            model.blocks[0].attn, "relative_position_bias_table", None) is not None:
+        parts.append("relative")
+    return "+".join(parts) or "none"
+
+
+def _mlp_kind(model: nn.Module) -> str:
+    kind = type(model.blocks[0].mlp).__name__
+    return "GluMlp" if kind == "SwiGLUPacked" else kind
+
+
+def _truth(model: nn.Module) -> dict:
+    embed = getattr(model, "patch_embed", None) or model.embeds
+    patch = embed.patch_size[0]
+    size = getattr(embed, "img_size", None)
+    return {"timm_class": type(model).__name__, "embed_dim": model.embed_dim, "depth": len(model.blocks),
+            "num_heads": model.blocks[0].attn.num_heads, "patch_size": patch,
+            "num_prefix_tokens": model.num_prefix_tokens, "pos_embed": _pos_kind(model),
+            "mlp_layer": _mlp_kind(model), "global_pool": model.global_pool, "num_classes": model.num_classes,
+            "img_size": None if size is None else tuple(s // patch * patch for s in size)}
+
+
+@pytest.mark.parametrize("family,name", NAMES, ids=[n for _, n in NAMES])
+def test_timm_family_model_is_read_rebuilt_counted_and_placed(family, name):
+    model = _meta_model(name)
+    ckpt = _canonical(model, _load_timm_meta(name, model))
+    arch = infer_architecture(ckpt)
+    truth = _truth(model)
+    got = {k: getattr(arch, k) for k in truth}
+    if truth["img_size"] is None:  # NaFlexVit has no fixed size
+        got["img_size"] = None
+    assert got == truth
+    assert not arch.heads_inferred
+    # the class rebuilt from the inferred arguments holds exactly these tensors: a strict load will succeed
+    with torch.device("meta"):
+        rebuilt = _instantiate(arch)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    count = sum(p.numel() for p in model.parameters())
+    assert arch.num_params == count == sum(spec_params(arch).values())
+    assert "other" not in params_by_component(ckpt) or not params_by_component(ckpt)["other"]
+    if arch.timm_class == "Eva":
+        assert {k: arch.model_args[k] for k in rope_settings(model)} == rope_settings(model)
+    # its place in the family table: its own row (or, for a name with several rows, one of them)
+    found = match(arch, hint=name)
+    assert re.fullmatch(family, found.family), (found.family, found.name)
+    own = [r for r in family_rows() if r["timm_name"] == name.split(".")[0] and re.fullmatch(family, r["family"])]
+    assert own and found.kind == "exact" and found.row["timm_name"] == name.split(".")[0], found.summary
+
+
+# A bare state dict (no name, no config): shapes decide, and what they cannot show comes from the layout's family.
+BARE = [n for _, n in NAMES if not n.startswith("vit_pe_") and "_rope_ape_" not in n]  # key-identical to CLIP, DeiT III
+
+
+@pytest.mark.parametrize("name", BARE[::3], ids=BARE[::3])
+def test_bare_state_dict_is_read_as_its_class_with_its_familys_settings(name):
+    model = _meta_model(name)
+    arch = infer_architecture(_canonical(model, {}))
+    assert arch.timm_class == type(model).__name__
+    assert arch.pos_embed == _pos_kind(model) or type(model).__name__ == "Eva" and "rope" in _pos_kind(model)
+    with torch.device("meta"):
+        rebuilt = _instantiate(arch)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
+def test_perception_encoder_without_a_name_is_the_clip_layout_it_shares_its_keys_with():
+    """PE's keys are a CLIP tower's (position table, pre-norm, biased fused q/k/v): without a name or config the
+    RoPE cannot be seen, and the checkpoint is read as a VisionTransformer, which loads but loses RoPE."""
+    model = _meta_model("vit_pe_core_base_patch16_224")
+    assert infer_architecture(_canonical(model, {})).timm_class == "VisionTransformer"
+    assert infer_architecture(_canonical(model, {"model_args": {}, "timm_class": "Eva"})).pos_embed == "learned+rope"
+
+
+# One small model per class and family: timm's own at random (perturbed) weights against the model vitdash
+# rebuilds from the tensors; settings no shape shows (RoPE, eps, pooling, activation) must come out right too.
+FUNCTIONAL = ["vit_small_patch16_dinov3", "vit_small_plus_patch16_dinov3_qkvb", "eva02_tiny_patch14_224",
+              "eva02_base_patch16_clip_224", "vit_base_patch16_siglip_224", "naflexvit_base_patch16_siglip",
+              "aimv2_large_patch14_224", "beit_base_patch16_224", "beitv2_base_patch16_224",
+              "vit_base_patch16_clip_quickgelu_224", "vit_pe_core_tiny_patch16_384", "vit_small_patch16_rope_224",
+              "vit_small_patch16_rope_mixed_ape_224", "vit_medium_patch16_rope_reg1_gap_256"]
+
+
+def _small(name: str) -> nn.Module:
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, depth=2).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # no zero biases or unit norms for a wrong mapping to hide behind
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+# What a bare state dict cannot show (issue 14's research notes): these need a name or a config.
+UNKNOWABLE = {"naflexvit_base_patch16_siglip": "SigLIP 2's tanh GELU has the exact GELU's shapes",
+              "vit_base_patch16_clip_quickgelu_224": "OpenAI CLIP's QuickGELU has the exact GELU's shapes",
+              "vit_pe_core_tiny_patch16_384": "a Perception Encoder has a CLIP tower's keys; its RoPE leaves none"}
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+@pytest.mark.parametrize("name", FUNCTIONAL)
+def test_rebuilt_model_computes_what_timms_model_computes(name, named):
+    model = _small(name)
+    # unnamed: no model name or config, only the head count (which shapes cannot show: tested elsewhere)
+    meta = _load_timm_meta(name, model) if named else {"num_heads": model.blocks[0].attn.num_heads}
+    ckpt = checkpoint_from_state_dict({k: v.detach() for k, v in model.state_dict().items()}, metadata=meta)
+    if not named and name in UNKNOWABLE:
+        pytest.skip(UNKNOWABLE[name])
+    arch = infer_architecture(ckpt)
+    rebuilt = build_model(ckpt, arch)
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None) or arch.img_size  # RoPE-only: no size
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        want = model.forward_head(model.forward_features(x), pre_logits=True)
+        got = rebuilt.forward_head(rebuilt.forward_features(x), pre_logits=True)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (got - want).abs().max()
