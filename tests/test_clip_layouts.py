@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from tests.layout_utils import assert_accounted, assert_same, image, randomize, saved_tensors
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
+from vitdash.identity.timm_defs import clear_cache
 from vitdash.load.sources import load
 
 VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=32,
@@ -209,7 +210,7 @@ def test_openai_state_dict_with_its_settings(tmp_path):
     assert_same(_pooled(ckpt, arch, x), _open_clip_features(model, x)[0], "OpenAI CLIP state dict, pooled")
 
 
-def test_open_clip_timm_trunk(tmp_path, monkeypatch):
+def test_open_clip_timm_trunk(tmp_path, monkeypatch, request):
     """open_clip's SigLIP towers are timm models under `visual.trunk.` (attention pooling, no projection), named in
     the config: timm's definition of that name says the heads and the activation. (timm's named model is shrunk
     where open_clip creates it, so the test stays small; open_clip's own code path is unchanged.)"""
@@ -219,6 +220,8 @@ def test_open_clip_timm_trunk(tmp_path, monkeypatch):
     create = timm.create_model
     monkeypatch.setattr(open_clip.timm_model.timm, "create_model", lambda name, **kw: create(
         name, **kw, img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=4))
+    clear_cache()  # timm's definitions are cached per name: read this one again, shrunk, and forget it after
+    request.addfinalizer(clear_cache)
     cfg = dict(embed_dim=64, quick_gelu=False, vision_cfg=dict(
         image_size=32, timm_model_name="vit_base_patch16_siglip_224", timm_model_pretrained=False, timm_pool="map",
         timm_proj="none"))

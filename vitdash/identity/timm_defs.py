@@ -97,3 +97,9 @@ def _definition(name: str) -> tuple[tuple[str, Any], ...]:
 def timm_definition(name: str | None) -> dict[str, Any]:
     """Shape-invisible settings of timm's definition of `name` ({} for names timm does not know)."""
     return dict(_definition(name)) if name else {}
+
+
+def clear_cache() -> None:
+    """Forget the definitions read so far (they are cached per name; a test that patches timm clears them)."""
+    timm_model.cache_clear()
+    _definition.cache_clear()
