@@ -31,6 +31,8 @@ from vitdash.errors import VitdashError
 
 WAITING, RUNNING, DONE, CANCELLED = "waiting", "running", "done", "cancelled"
 KINDS = ("accuracy", "fewshot", "zoo", "audit", "report")
+# A full audit takes well under a second below this (a ViT-S/16: 88 MB) and is not worth a place in line.
+LARGE_AUDIT_BYTES = 256 << 20
 
 
 class JobRefused(VitdashError):

@@ -14,12 +14,15 @@ from typing import Any
 from vitdash.cache import ByteLRU, or_shared, pickled_size
 from vitdash.common.results import Progress, ProgressFn
 from vitdash.errors import VitdashError
+from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.family import ArchitectureReport, report
 from vitdash.identity.model import build_model
+from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.load.sources import load, load_bytes
 from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import EvalResult, evaluate
-from vitdash.trained.verdict import Audit, audit
+from vitdash.perform.memory import estimate_forward
+from vitdash.trained.verdict import Audit, audit, audit_bytes
 
 
 def cached_checkpoint(source: str, fingerprint: str = "", cache: ByteLRU | None = None):
@@ -37,6 +40,11 @@ def cached_model(ckpt, cache: ByteLRU | None = None):
     if not ckpt.sha256:
         return build_model(ckpt)
     return or_shared(cache).get_or_load(("model", ckpt.sha256), lambda: build_model(ckpt))
+
+
+def audit_is_cached(ckpt, cache: ByteLRU | None = None) -> bool:
+    """Whether `cached_audit` would answer at once (nothing to queue)."""
+    return ("audit", ckpt.sha256, ckpt.source) in or_shared(cache)
 
 
 def cached_audit(ckpt, progress: ProgressFn | None = None, cache: ByteLRU | None = None) -> Audit:
@@ -70,9 +78,20 @@ def pipeline_steps(ckpt, data: str | None = None, accuracy: EvalResult | None = 
     return steps
 
 
+def pipeline_bytes(ckpt, data: str | None = None, options: EngineOptions | None = None) -> int:
+    """The job queue's reservation for `run_pipeline`: its largest step, since they run one after the other
+    (the audit; the accuracy check when there is data)."""
+    steps = [audit_bytes(ckpt)]
+    if ckpt.is_vit and data:
+        arch = infer_architecture(ckpt)
+        steps.append(estimate_forward(arch, resolve_preprocessing(ckpt, arch).input_size, options or EngineOptions()))
+    return max(steps)
+
+
 def run_pipeline(ckpt, data: str | None = None, *, accuracy: EvalResult | None = None,
                  options: EngineOptions | None = None, measure_throughput: bool = True,
-                 progress: ProgressFn | None = None) -> PipelineResult:
+                 progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None
+                 ) -> PipelineResult:
     """Audit -> architecture -> accuracy on `data` (or the `accuracy` already measured): the sequence the report,
     the History page and the CLI record. Progress: each step's start (its words as `stage` and `message`), then
     the step's own reports with that `stage`. A failing step does not stop the next ones."""
@@ -80,7 +99,7 @@ def run_pipeline(ckpt, data: str | None = None, *, accuracy: EvalResult | None =
         "audit": lambda p: cached_audit(ckpt, progress=p),
         "architecture": lambda p: report(ckpt),
         "accuracy": lambda p: evaluate(ckpt, data, options or EngineOptions(), progress=p,
-                                       measure_throughput=measure_throughput)}
+                                       measure_throughput=measure_throughput, should_stop=should_stop)}
     result = PipelineResult(accuracy=accuracy)
     steps = pipeline_steps(ckpt, data, accuracy)
     for i, (key, words) in enumerate(steps):

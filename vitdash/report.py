@@ -40,10 +40,9 @@ from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.family_table import family_rows
 from vitdash.identity.preprocessing import resolve_preprocessing
 from vitdash.perform.engine import EngineOptions
-from vitdash.perform.memory import activation_bytes, estimate_forward, model_bytes, tokens
-from vitdash.pipeline import PipelineResult, run_pipeline
+from vitdash.perform.memory import activation_bytes, model_bytes, tokens
+from vitdash.pipeline import PipelineResult, pipeline_bytes, run_pipeline
 from vitdash.population.lineage import lineage
-from vitdash.trained.verdict import audit_bytes
 
 MAX_TENSOR_ROWS = 400
 
@@ -319,17 +318,15 @@ def _attention_items(ckpt, n_images: int, data: str | None) -> list[tuple[str, A
     return [(name, r) for (name, _), r in zip(loaded, results)]
 
 
-def report_bytes(ckpt, limit: int | None = None, attention_images: int = 3) -> int:
+def report_bytes(ckpt, data: str | None = None, limit: int | None = None, attention_images: int = 3) -> int:
     """The job queue's reservation for `generate`: the largest of its steps, which run one after the other (the
-    audit; the accuracy check; the attention maps, unfused, every layer's attention kept for the rollout)."""
-    steps = [audit_bytes(ckpt)]
-    if ckpt.is_vit:
+    pipeline's; the attention maps, unfused, every layer's attention kept for the rollout)."""
+    steps = [pipeline_bytes(ckpt, data, EngineOptions(limit=limit))]
+    if ckpt.is_vit and attention_images > 0:
         arch = infer_architecture(ckpt)
         size = resolve_preprocessing(ckpt, arch).input_size
-        steps.append(estimate_forward(arch, size, EngineOptions(limit=limit)))
         kept = arch.depth * 4 * arch.num_heads * tokens(arch, size) ** 2  # every layer's attention, for the rollout
-        per_image = activation_bytes(arch, size, fused=False) + kept
-        steps.append(2 * model_bytes(arch) + attention_images * per_image)
+        steps.append(2 * model_bytes(arch) + attention_images * (activation_bytes(arch, size, fused=False) + kept))
     return max(steps)
 
 

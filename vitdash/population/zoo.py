@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,16 +281,25 @@ def _on_disk(path: Path) -> int:
 
 
 def audit_zoo(root: str | os.PathLike | Population, *, workers: int = 1, ray: str | None = None,
-              target: str | None = None, progress: ProgressFn | None = None) -> ZooReport:
+              target: str | None = None, progress: ProgressFn | None = None,
+              should_stop: Callable[[], bool] | None = None) -> ZooReport:
     """Discover, audit every model (streaming a Progress per model, its ModelAudit as `item`), and put the
-    population together."""
+    population together. `should_stop` is polled after each model: a stopped scan reports the models done so
+    far (the workers' pending models are cancelled)."""
     population = root if isinstance(root, Population) else discover(root)
     start = time.perf_counter()
     audits = []
-    for a in iter_audit(population.models, workers=workers, ray=ray):
+    scan = iter_audit(population.models, workers=workers, ray=ray)
+    for a in scan:
         audits.append(a)
         if progress is not None:
             progress(Progress(len(audits), len(population.models),
                               f"{a.model.name}: {'failed' if a.error else 'done'}", item=a))
+        if should_stop is not None and should_stop():
+            scan.close()  # shuts the workers down, pending models cancelled
+            break
     backend = f"ray ({ray})" if ray else ("in-process" if workers == 1 else f"{workers} worker processes")
-    return build_report(population, audits, target=target, backend=backend, seconds=time.perf_counter() - start)
+    report = build_report(population, audits, target=target, backend=backend, seconds=time.perf_counter() - start)
+    if len(audits) < len(population.models):
+        report.notes.insert(0, f"stopped after {len(audits)} of {len(population.models)} models")
+    return report
