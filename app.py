@@ -1,11 +1,12 @@
-"""vitdash: `streamlit run app.py`. Navigation plus the sidebar checkpoint picker shared by every page."""
+"""vitdash: `streamlit run app.py`. Sign-in (when secrets.toml has [auth]), navigation, and the sidebar
+checkpoint picker shared by every page: every page runs through here, so the gate covers them all."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import streamlit as st
 
-from ui import sidebar
+from ui import access, sidebar
 
 PAGES = [  # (file, title, icon); pages are listed only once their file exists
     ("overview.py", "Overview", ":material/info:"),
@@ -20,7 +21,11 @@ PAGES = [  # (file, title, icon); pages are listed only once their file exists
 ]
 
 st.set_page_config(page_title="vitdash", page_icon=":material/visibility:", layout="wide")
+allowed = access.gate()
 here = Path(__file__).parent / "app_pages"
-page = st.navigation([st.Page(f"app_pages/{f}", title=t, icon=i) for f, t, i in PAGES if (here / f).exists()])
-sidebar.checkpoint_picker()
-page.run()
+# Registered on every run (so /<page> still resolves), listed only once the visitor may see the pages.
+page = st.navigation([st.Page(f"app_pages/{f}", title=t, icon=i) for f, t, i in PAGES if (here / f).exists()],
+                     position="sidebar" if allowed else "hidden")
+if allowed:
+    sidebar.checkpoint_picker()
+    page.run()

@@ -6,11 +6,13 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from ui.access import current_user
+from ui.jobs import run_job
 from ui.state import PERFORM_RESULT_KEY, or_stop, selected
 from vitdash.errors import VitdashError
 from vitdash.history import AuditHistory, record_audit
 from vitdash.perform.evaluate import EvalResult
-from vitdash.pipeline import run_pipeline
+from vitdash.pipeline import pipeline_bytes, run_pipeline
 from vitdash.trained import verdict
 
 
@@ -25,15 +27,21 @@ def _own_accuracy(ckpt):
 
 def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
     bar = st.progress(0.0, text="Auditing the weights...")
-    found = run_pipeline(ckpt, data or None, accuracy=accuracy, measure_throughput=False,
-                         progress=lambda p: bar.progress(p.fraction, text=f"{p.stage.capitalize()}: {p.message}"))
+    measure = bool(data) and accuracy is None
+    found = run_job("accuracy" if measure else "audit", pipeline_bytes(ckpt, data if measure else None),
+                    lambda stop: run_pipeline(ckpt, data or None, accuracy=accuracy, measure_throughput=False,
+                                              progress=lambda p: bar.progress(
+                                                  p.fraction, text=f"{p.stage.capitalize()}: {p.message}"),
+                                              should_stop=stop), label=f"the audit of {ckpt.name}")
     bar.empty()
+    if found is None:
+        return None
     if "audit" in found.errors or "accuracy" in found.errors:  # nothing is saved without them
         raise VitdashError(found.errors.get("audit") or found.errors["accuracy"])
     if "architecture" in found.errors:
         st.warning(f"Architecture not recorded: {found.errors['architecture']}")
     return record_audit(history, ckpt, audit=found.audit, family=found.architecture, accuracy=found.accuracy,
-                        reviewer=reviewer, note=note)
+                        reviewer=reviewer, note=note, user=current_user())
 
 
 def _earlier(ckpt, history: AuditHistory) -> None:
@@ -50,7 +58,7 @@ def _record_form(ckpt, history: AuditHistory) -> None:
     measured = _own_accuracy(ckpt)
     with st.form("record_audit"):
         left, right = st.columns(2)
-        reviewer = left.text_input("Reviewer", key="history_reviewer", placeholder="your name")
+        reviewer = left.text_input("Reviewer", key="history_reviewer", placeholder=current_user() or "your name")
         if measured is not None:
             right.caption(f"Accuracy measured on the 'Does it perform?' page will be saved: top-1 "
                           f"{measured.top1:.1%} on {measured.data.get('name')} ({measured.n_images} images).")
@@ -60,12 +68,14 @@ def _record_form(ckpt, history: AuditHistory) -> None:
                                     placeholder="a folder of labeled images, or 'digits'")
         note = st.text_area("Note", key="history_note", placeholder="what you checked, where the file came from")
         submitted = st.form_submit_button("Run the audit and save it", type="primary")
-    if submitted and not reviewer.strip():
+    reviewer = reviewer.strip() or current_user()  # signed in: the identity says who, unless a name is typed
+    if submitted and not reviewer:
         st.error("Type a reviewer name: every saved audit says who made it.")
     elif submitted:
         try:
             rec = _run_audit(ckpt, history, reviewer, note, measured, data.strip())
-            st.success(f"Saved audit #{rec.id}: {rec.describe()}")
+            if rec is not None:
+                st.success(f"Saved audit #{rec.id}: {rec.describe()}")
         except VitdashError as e:
             st.error(str(e))
     with status.container():
@@ -106,7 +116,8 @@ else:
     table = pd.DataFrame([{
         "when (UTC)": r.created_at.replace("T", " ").removesuffix("+00:00"), "file": r.file_name,
         "verdict": r.verdict, "confidence": r.confidence, "family": r.family, "match": r.family_kind, "top-1": r.top1,
-        "data": r.accuracy_data, "reviewer": r.reviewer, "note": r.note, "size (MB)": r.size_bytes / 1e6,
+        "data": r.accuracy_data, "reviewer": r.reviewer, "signed in as": r.user, "note": r.note,
+        "size (MB)": r.size_bytes / 1e6,
         "sha256": r.sha256} for r in records])
     st.dataframe(table, hide_index=True, column_config={
         "confidence": st.column_config.NumberColumn(format="percent"),

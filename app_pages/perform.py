@@ -1,15 +1,13 @@
 """Does it perform? Own-head accuracy or a few-shot probe on labeled images, with throughput.
 
-Cancel: clicking any widget while the script runs makes Streamlit stop that run at its next UI update (here the
-progress bar, after the current batch) and start a new one. The Cancel button's `on_click` runs first in that new
-run and, since the interrupted run left `benchmark_running` set, sets `benchmark_cancel`, so the page reports the
-cancellation instead of a result. The library loop also polls the flag (`should_stop`) before every batch, which
-ends the loop itself wherever the run is not interrupted.
+A run is a job in the server's queue (`ui.jobs.run_job`): it may wait for a slot, shows its place in line and a
+Cancel button, and stops within seconds when the tab closes or the page is rerun with other inputs.
 """
 from __future__ import annotations
 
 import streamlit as st
 
+from ui.jobs import run_job
 from ui.state import PERFORM_DATA_KEY, PERFORM_RESULT_KEY, current_checkpoint, follow_default, or_stop
 from vitdash.errors import VitdashError
 from vitdash.figures import perform as F
@@ -17,19 +15,11 @@ from vitdash.identity.preprocessing import INTERPOLATIONS, overrides_from, parse
 from vitdash.perform.engine import EngineOptions
 from vitdash.perform.evaluate import EvalResult, evaluate
 from vitdash.perform.fewshot import DEFAULT_SHOTS, fewshot
+from vitdash.perform.memory import estimate_forward
 from vitdash.perform.setup import run_defaults
 
-CANCEL, RESULT, RUNNING = "benchmark_cancel", PERFORM_RESULT_KEY, "benchmark_running"
+RESULT = PERFORM_RESULT_KEY
 MODES = ("Own-head accuracy", "Few-shot probe (frozen features vs random twin)")
-
-
-def _cancel() -> None:
-    st.session_state[CANCEL] = bool(st.session_state.get(RUNNING))
-
-
-def _start() -> None:
-    st.session_state[CANCEL] = False
-    st.session_state.pop(RESULT, None)
 
 
 st.title("Does it perform?")
@@ -84,15 +74,7 @@ if mode == MODES[1]:
                          value=defaults.coarse(data),
                          help="For data with one image per ImageNet class, such as the shared sample.")
 
-run_col, cancel_col = st.columns([1, 5])
-run = run_col.button("Run", type="primary", key="benchmark_run", on_click=_start)
-cancel_col.button("Cancel", key="benchmark_cancel_button", on_click=_cancel)
-
-if st.session_state.get(CANCEL) and not run:
-    st.warning("Cancelled: the run was stopped before it finished.")
-    st.session_state[CANCEL] = st.session_state[RUNNING] = False
-
-if run:
+if st.button("Run", type="primary", key="benchmark_run", on_click=lambda: st.session_state.pop(RESULT, None)):
     bar = st.progress(0.0, text="Starting...")
     show = lambda p: bar.progress(p.fraction, text=p.message)  # noqa: E731
     try:
@@ -101,16 +83,20 @@ if run:
                                    std=parse_channel_values(std_text, "std"))
         opts = EngineOptions(device=device, batch_size=int(batch), precision=precision, compile=compile_,
                              limit=int(limit) or None)
-        stop = lambda: bool(st.session_state.get(CANCEL))  # noqa: E731
-        st.session_state[RUNNING] = True  # left set if Streamlit interrupts the run (see the module docstring)
-        result = (evaluate(ckpt, data.strip(), opts, overrides, progress=show, should_stop=stop, arch=arch)
-                  if mode == MODES[0] else
-                  fewshot(ckpt, data.strip(), shots=sorted(shots), n_splits=int(splits), coarse=coarse, options=opts,
-                          overrides=overrides, progress=show, should_stop=stop, arch=arch))
-        st.session_state[RESULT] = (ckpt.sha256, result)
+        probe = mode == MODES[1]
+
+        def work(stop):
+            if probe:
+                return fewshot(ckpt, data.strip(), shots=sorted(shots), n_splits=int(splits), coarse=coarse,
+                               options=opts, overrides=overrides, progress=show, should_stop=stop, arch=arch)
+            return evaluate(ckpt, data.strip(), opts, overrides, progress=show, should_stop=stop, arch=arch)
+
+        estimate = estimate_forward(arch, (arch.in_chans, int(size), int(size)), opts, feature_sets=2 * probe)
+        result = run_job("fewshot" if probe else "accuracy", estimate, work, label=f"{mode.lower()} of {ckpt.name}")
+        if result is not None:
+            st.session_state[RESULT] = (ckpt.sha256, result)
     except VitdashError as e:
         st.error(str(e))
-    st.session_state[RUNNING] = False
     bar.empty()
 
 sha, result = st.session_state.get(RESULT, (None, None))

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.access import server_path
+from ui.jobs import run_job
 from ui.state import configured_dirs
 from vitdash.common.compute import cpu_count
 from vitdash.errors import VitdashError
@@ -18,7 +20,7 @@ from vitdash.figures.population import (
 )
 from vitdash.load.library import holds_population, population_candidates
 from vitdash.population.discover import discover
-from vitdash.population.zoo import LAYER_FEATURES, audit_zoo
+from vitdash.population.zoo import LAYER_FEATURES, audit_zoo, zoo_bytes
 
 st.title("Model zoo")
 st.caption("A population of checkpoints: the ViT Model Zoo layout (`pretraining/<model>`, "
@@ -44,14 +46,17 @@ ray_address = right.text_input("Ray cluster address (optional)", key="zoo_ray", 
 
 if folder and st.button("Audit population", key="zoo_run", type="primary"):
     try:
-        population = discover(folder.strip())
+        population = discover(server_path(folder))
         bar = st.progress(0.0, text=f"Auditing {len(population.models)} models...")
 
         def progress(p):
             bar.progress(p.fraction, text=f"{p.done}/{p.total} · {p.message}")
 
-        st.session_state["zoo_report"] = audit_zoo(population, workers=int(workers),
-                                                   ray=ray_address.strip() or None, progress=progress)
+        report = run_job("zoo", zoo_bytes(population, int(workers)), lambda stop: audit_zoo(
+            population, workers=int(workers), ray=ray_address.strip() or None, progress=progress, should_stop=stop),
+            label=f"the scan of {len(population.models)} models")
+        if report is not None:
+            st.session_state["zoo_report"] = report
     except VitdashError as e:
         st.error(str(e))
 

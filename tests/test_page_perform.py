@@ -47,7 +47,6 @@ def test_accuracy_run_shows_metrics_and_charts(tiny10):
     assert any("guess" in w.value for w in at.warning)  # no class names in the file: folder order is a guess
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(c["data"][0]["type"] == "heatmap" for c in charts)  # confusion matrix for 10 classes
-    assert not at.session_state["benchmark_running"]
     _, result = at.session_state["benchmark_result"]
     assert "overrides" not in result.preprocessing["source"]  # untouched widgets override nothing
 
@@ -81,14 +80,43 @@ def test_bad_data_folder_is_a_clear_error(tiny10, tmp_path):
     assert any("does not exist" in e.value for e in at.error)
 
 
-def test_cancel_after_an_interrupted_run_is_reported(tiny10):
-    """A run Streamlit interrupted leaves `benchmark_running` set; Cancel's callback then reports it."""
+def test_a_run_that_cannot_fit_the_servers_budget_is_refused_with_the_reason(tiny10, monkeypatch):
+    from vitdash import jobs
+
+    monkeypatch.setattr(jobs, "_SHARED", jobs.JobQueue(budget=jobs.process_rss() + (1 << 20)))  # 1 MB of room
     at = _ready(tiny10)
-    at.session_state["benchmark_running"] = True  # as an interrupted run leaves it
-    at.button(key="benchmark_cancel_button").click().run()
-    assert any("Cancelled" in w.value for w in at.warning)
-    at.button(key="benchmark_cancel_button").click().run()  # idle: nothing to cancel, nothing reported
-    assert not any("Cancelled" in w.value for w in at.warning)
+    at.button(key="benchmark_run").click().run()
+    assert not at.exception and "benchmark_result" not in at.session_state
+    [refusal] = [e.value for e in at.error]
+    assert refusal.startswith("This accuracy job needs about") and "VITDASH_MEMORY_MB" in refusal
+
+
+def test_a_run_waits_its_turn_then_runs(tiny10, monkeypatch):
+    """One slot, held by another session's job: the page's job waits in line, then runs when it is free."""
+    import threading
+
+    from vitdash import jobs
+
+    queue = jobs.JobQueue(budget=1 << 40, max_running=1)
+    monkeypatch.setattr(jobs, "_SHARED", queue)
+    other = queue.submit("zoo", 0, owner="another-session")
+    queue.wait(other)
+    waited = []
+
+    def release_when_the_page_waits():
+        while queue.stats().waiting == 0:
+            threading.Event().wait(0.05)
+        waited.append(queue.stats().waiting)
+        queue.finish(other)
+
+    helper = threading.Thread(target=release_when_the_page_waits)
+    helper.start()
+    at = _ready(tiny10)
+    at.button(key="benchmark_run").click().run()
+    helper.join(timeout=60)
+    assert waited == [1] and not errors(at), errors(at)
+    assert at.session_state["benchmark_result"][1].n_images == 200
+    assert queue.stats().completed == 2 and queue.stats().running == 0
 
 
 def test_defaults_follow_the_checkpoint_picked_but_a_typed_value_stays(tiny10, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.access import current_user, hold_uploads, may_save_to_library, server_path
 from ui.state import (
     SOURCE_KEY,
     UPLOAD_KEY,
@@ -23,6 +24,7 @@ from vitdash.load.library import (
     save_upload,
 )
 
+_REFUSED, _GENERATION = "upload_refused", "uploader_generation"  # a refused upload's reason; resets so far
 _KINDS = ("Demo", "Library", "timm architecture (init)", "Path on server", "Upload", "Hugging Face Hub")
 
 
@@ -73,18 +75,39 @@ def checkpoint_picker() -> None:
         elif kind == "Path on server":
             path = st.text_input("File or folder path")
             if path and st.button("Open", key="open_path"):
-                _set(path.strip())
+                try:
+                    _set(server_path(path))
+                except VitdashError as e:
+                    st.error(str(e))
         elif kind == "Upload":
             _upload()
         else:
             repo = st.text_input("Repository id or timm name", placeholder="timm/vit_base_patch16_224.augreg2_in21k_ft_in1k")
             if repo and st.button("Download", key="open_hub"):
                 _set(f"hf-hub:{repo.strip()}")
+        if kind != "Upload":
+            _hold(None)  # the uploader is gone with its file; an opened upload still counts
         _describe_current()
 
 
+def _hold(up) -> None:
+    """Report this session's uploads (the uploader's file or the opened upload, whichever is larger) to the
+    per-user quota; over it, the uploader is reset (Streamlit drops its file) and the reason shown."""
+    opened = st.session_state.get(UPLOAD_KEY)
+    try:
+        hold_uploads(max(up.size if up is not None else 0, opened.size_bytes if opened is not None else 0))
+    except VitdashError as e:
+        st.session_state[_REFUSED] = str(e)
+        st.session_state[_GENERATION] = st.session_state.get(_GENERATION, 0) + 1
+        st.rerun()
+
+
 def _upload() -> None:
-    up = st.file_uploader("Checkpoint file", type=None, key="uploader")
+    generation = st.session_state.get(_GENERATION, 0)
+    up = st.file_uploader("Checkpoint file", type=None, key=f"uploader_{generation}" if generation else "uploader")
+    if _REFUSED in st.session_state:
+        st.error(st.session_state.pop(_REFUSED))
+    _hold(up)
     if up is None:
         return
     if st.button("Open", key="open_upload"):
@@ -95,9 +118,11 @@ def _upload() -> None:
     if str(st.session_state.get(SOURCE_KEY, "")).endswith(f":{up.name}"):  # this upload opened fine
         folder = save_dir(configured_dirs())
         st.caption("Only this session sees the upload until you save it.")
-        if st.button("Save to the library", key="save_upload", help=f"copies it into {folder}"):
+        if not may_save_to_library():
+            st.caption("Saving to the library is open to the people on `[vitdash] library_writers` only.")
+        elif st.button("Save to the library", key="save_upload", help=f"copies it into {folder}"):
             try:
-                path = save_upload(up.getvalue(), up.name, folder)
+                path = save_upload(up.getvalue(), up.name, folder, saved_by=current_user())
             except VitdashError as e:
                 st.error(str(e))
                 return

@@ -17,11 +17,13 @@ from typing import TypeVar
 
 import streamlit as st
 
+from ui.jobs import run_job
 from vitdash.errors import VitdashError
+from vitdash.jobs import LARGE_AUDIT_BYTES
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.load.library import LibraryEntry, list_library
-from vitdash.pipeline import cached_audit, cached_checkpoint, cached_model, cached_upload
-from vitdash.trained.verdict import Audit
+from vitdash.pipeline import audit_is_cached, cached_audit, cached_checkpoint, cached_model, cached_upload
+from vitdash.trained.verdict import Audit, audit_bytes
 
 T = TypeVar("T")
 SOURCE_KEY = "source"  # the session's checkpoint: a path, 'timm:<name>', 'hf:<repo>' or an upload's key
@@ -69,11 +71,20 @@ def current_model(ckpt: Checkpoint):
 
 
 def current_audit(ckpt: Checkpoint) -> Audit:
-    """The checkpoint's audit, run once per content and shared; a progress bar while it runs."""
+    """The checkpoint's audit, run once per content and shared; a progress bar while it runs. A large file's
+    first audit is a job in the server's queue (the page stops here if the queue refuses or cancels it)."""
     bar = st.empty()
     try:
-        return cached_audit(ckpt, progress=lambda p: bar.progress(
-            p.fraction, text=f"Auditing {p.done}/{p.total}: {p.message}"))
+        def run(_stop=None) -> Audit:
+            return cached_audit(ckpt, progress=lambda p: bar.progress(
+                p.fraction, text=f"Auditing {p.done}/{p.total}: {p.message}"))
+
+        if ckpt.nbytes < LARGE_AUDIT_BYTES or audit_is_cached(ckpt):
+            return run()
+        result = run_job("audit", audit_bytes(ckpt), run, label=f"the audit of {ckpt.name}")
+        if result is None:
+            st.stop()
+        return result
     finally:
         bar.empty()
 
