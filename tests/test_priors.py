@@ -27,8 +27,10 @@ def _check_scheme(sd: dict[str, torch.Tensor], scheme: str, canonical: bool, **k
             if not bool((t == t.reshape(-1)[0]).all()):
                 bad.append(f"{name}: LayerScale not constant")
             continue
+        if r.role == "rope":  # mixed RoPE's frequencies: fixed magnitudes at random angles, no i.i.d. prior
+            continue
         prior = P.scheme_prior(scheme, r.role, r.param, tuple(t.shape),
-                               weight_shape=tuple(sd[w].shape) if w else None, **kw)
+                               weight_shape=tuple(sd[w].shape) if w else None, block=r.block, **kw)
         if prior is None:
             bad.append(f"{name}: no {scheme} prior for role {r.role}/{r.param}")
             continue
@@ -96,6 +98,96 @@ def test_hugging_face_init(model):
     # In its own names: exercises the generic role guesses as well as the prior.
     scheme = "hf_deit" if model == "deit" else "hf"
     assert _check_scheme(m.state_dict(), scheme, canonical=False, initializer_range=0.03) == []
+
+
+# timm's Eva in the layouts of EVA-02 (unfused q/k/v, SwiGLU with its norm, position table and RoPE), DINOv3 /
+# Perception Encoder (RoPE attention with a full q/k/v bias, packed SwiGLU, LayerScale, registers, pre-norm,
+# attention pool) and RoPE-Mixed (q/v biases, GELU MLP, learned RoPE frequencies), and Beit (per-block relative
+# bias with LayerScale; shared relative bias with SwiGLU and its norm).
+EVA = [dict(qkv_fused=False, swiglu_mlp=True, scale_mlp=True, mlp_ratio=8 / 3, use_rot_pos_emb=True),
+       dict(attn_type="rope", swiglu_mlp=True, init_values=1e-5, num_reg_tokens=4, use_pre_transformer_norm=True,
+            global_pool="map", use_rot_pos_emb=True),
+       dict(init_values=0.1, use_rot_pos_emb=True, rope_type="mixed", use_abs_pos_emb=False)]
+BEIT = [dict(use_rel_pos_bias=True, init_values=0.1), dict(use_shared_rel_pos_bias=True, use_abs_pos_emb=False,
+                                                           swiglu_mlp=True, scale_mlp=True, init_values=1e-5)]
+
+
+@pytest.mark.parametrize("kw", EVA, ids=["eva02", "dinov3-pe", "rope-mixed"])
+def test_timm_eva_init(kw):
+    """Every Linear trunc_normal(.02) and the output projections of block i divided by sqrt(2 (i + 1))."""
+    from timm.models.eva import Eva
+
+    torch.manual_seed(0)
+    m = Eva(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=100, **kw)
+    assert _check_scheme(m.state_dict(), "timm_eva", canonical=True) == []
+    assert _check_scheme(m.state_dict(), "timm", canonical=True) != []  # the depth scaling is what tells them
+
+
+@pytest.mark.parametrize("kw", BEIT, ids=["beit", "beit-shared-swiglu"])
+def test_timm_beit_init(kw):
+    from timm.models.beit import Beit
+
+    torch.manual_seed(0)
+    m = Beit(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=100, **kw)
+    assert _check_scheme(m.state_dict(), "timm_eva", canonical=True) == []
+
+
+def test_timm_naflexvit_init_scales_output_projections_by_depth():
+    from timm.models.naflexvit import NaFlexVit, NaFlexVitCfg
+
+    torch.manual_seed(0)
+    m = NaFlexVit(NaFlexVitCfg(patch_size=8, embed_dim=96, depth=4, num_heads=3, reg_tokens=2, init_values=1e-5,
+                               global_pool="avg"), num_classes=10)
+    assert _check_scheme(m.state_dict(), "timm_fix_init", canonical=True) == []
+    assert _check_scheme(m.state_dict(), "timm", canonical=True) != []
+    assert _check_scheme(_timm_vit("", fix_init=True).state_dict(), "timm_fix_init", canonical=True) == []
+
+
+def _hf_canonical(model, config) -> dict[str, torch.Tensor]:
+    """A transformers model at init through vitdash's layout for it: the canonical tensors are what get audited."""
+    from vitdash.load.sources import checkpoint_from_state_dict
+
+    ckpt = checkpoint_from_state_dict({k: v.detach() for k, v in model.state_dict().items()},
+                                      metadata={"config": config.to_dict()})
+    assert ckpt.canonical, ckpt.load_warnings
+    return ckpt.tensors.materialize()
+
+
+def test_hugging_face_dinov3_init():
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    for extra in ({}, {"use_gated_mlp": True, "hidden_act": "silu"}):
+        config = DINOv3ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                                 image_size=32, patch_size=8, num_register_tokens=4, initializer_range=0.03, **extra)
+        torch.manual_seed(0)
+        sd = _hf_canonical(DINOv3ViTModel(config), config)
+        assert "blocks.0.gamma_1" in sd and ("blocks.0.mlp.fc1_g.weight" in sd) == bool(extra)
+        assert _check_scheme(sd, "hf", canonical=True, initializer_range=0.03) == []
+
+
+def test_hugging_face_aimv2_init():
+    from transformers import Aimv2VisionConfig, Aimv2VisionModel
+
+    config = Aimv2VisionConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=176,
+                               image_size=32, patch_size=8, initializer_range=0.03)
+    torch.manual_seed(0)
+    sd = _hf_canonical(Aimv2VisionModel(config), config)
+    assert "blocks.0.mlp.fc1_x.weight" in sd and "patch_embed.norm.weight" in sd
+    assert _check_scheme(sd, "hf", canonical=True, initializer_range=0.03) == []
+
+
+def test_hugging_face_siglip2_init():
+    """SigLIP's own init (xavier q/k/v/out and MLP, lecun patch embedding, N(0, 1/width) positions, a pooling head
+    whose probe and packed in_proj are xavier), read on the canonical tensors vitdash maps the tower to."""
+    from transformers import Siglip2VisionConfig, Siglip2VisionModel
+
+    config = Siglip2VisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                 patch_size=8, num_patches=16)
+    torch.manual_seed(0)
+    sd = _hf_canonical(Siglip2VisionModel(config), config)
+    assert "attn_pool.kv.weight" in sd
+    assert _check_scheme(sd, "hf_siglip", canonical=True) == []
+    assert _check_scheme(sd, "timm_jax", canonical=True) != []  # xavier too, but not its positions or patches
 
 
 def test_pytorch_default_linear_and_conv():

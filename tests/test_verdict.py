@@ -206,3 +206,87 @@ def test_every_verdict_has_one_colour():
 
     assert set(VERDICT_COLORS) == set(VERDICTS) | set(MODEL_VERDICTS)
     assert all(verdict_hex(v).startswith("#") and VERDICT_COLORS[v] in HEX for v in VERDICT_COLORS)
+
+
+# ---- timm's other ViT classes: Eva (RoPE), Beit (relative bias), NaFlexVit, and transformers' towers -------------
+
+# Small instances of each family at init, and the scheme whose draws they are.
+FAMILY_INITS = [
+    ("vit_small_patch16_dinov3", dict(img_size=64, embed_dim=96, num_heads=3), "timm_eva"),
+    ("vit_small_plus_patch16_dinov3_qkvb", dict(img_size=64, embed_dim=96, num_heads=3), "timm_eva"),
+    ("eva02_tiny_patch14_224", dict(img_size=56), "timm_eva"),
+    ("vit_pe_core_tiny_patch16_384", dict(img_size=64), "timm_eva"),
+    ("vit_small_patch16_rope_mixed_224", dict(img_size=64, embed_dim=96, num_heads=3), "timm_eva"),
+    ("beit_base_patch16_224", dict(img_size=64, embed_dim=96, num_heads=3), "timm_eva"),
+    ("aimv2_large_patch14_224", dict(img_size=56, embed_dim=96, num_heads=3), "timm"),
+    ("vit_base_patch16_siglip_224", dict(img_size=64, embed_dim=96, num_heads=3), "timm"),
+    ("vit_base_patch16_clip_quickgelu_224", dict(img_size=64, embed_dim=96, num_heads=3), "timm"),
+    ("naflexvit_base_patch16_siglip", dict(embed_dim=96, num_heads=3), "timm_fix_init"),
+]
+
+
+@pytest.mark.parametrize("name,kw,scheme", FAMILY_INITS, ids=[n for n, _, _ in FAMILY_INITS])
+def test_every_timm_family_at_init_is_random(name, kw, scheme):
+    """No false evidence: RoPE tables are not stored, mixed RoPE's frequencies (structured by construction) are
+    no matrix to read, relative bias tables start at zero, and each class's own init explains its tensors."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, depth=2, **kw)
+    ckpt = checkpoint_from_state_dict(model.state_dict(), metadata={"timm_model": name})
+    result = audit(ckpt)
+    _assert_random(result, list(ckpt.tensors))
+    assert result.likely_init == scheme
+
+
+@pytest.mark.parametrize("kind", ["DINOv3ViTModel", "Aimv2VisionModel", "Siglip2VisionModel"])
+def test_hugging_face_towers_at_init_are_random(kind):
+    import transformers
+
+    common = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+    config = {"DINOv3ViTModel": lambda: transformers.DINOv3ViTConfig(image_size=32, patch_size=8, **common),
+              "Aimv2VisionModel": lambda: transformers.Aimv2VisionConfig(image_size=32, patch_size=8, **common),
+              "Siglip2VisionModel": lambda: transformers.Siglip2VisionConfig(patch_size=8, num_patches=16,
+                                                                            **common)}[kind]()
+    torch.manual_seed(0)
+    model = getattr(transformers, kind)(config)
+    ckpt = checkpoint_from_state_dict(model.state_dict(), metadata={"config": config.to_dict()})
+    result = audit(ckpt)
+    _assert_random(result, list(ckpt.tensors))
+    assert result.likely_init == ("hf_siglip" if kind.startswith("Siglip") else "hf")
+
+
+def test_rope_model_loses_no_evidence(dino):
+    """The trained DINOv2-S as a RoPE model (no position table, LayerScale in Eva's names): every matrix keeps
+    its evidence, and nothing speaks of a position embedding it does not have."""
+    eva = {k.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2"): v for k, v in dino.items()
+           if k != "pos_embed"}
+    ckpt = checkpoint_from_state_dict(eva)
+    assert ckpt.metadata["timm_class"] == "Eva"
+    rope, vit = audit(ckpt), audit(_memory(dino))
+    assert rope.verdict == "trained" and rope.at_init == []
+    structured = {t.name for t in vit.tensors if t.verdict == "trained" and t.role != "pos_embed"}
+    assert {t.name.replace(".gamma_", ".ls").replace(".ls1", ".ls1.gamma").replace(".ls2", ".ls2.gamma")
+            for t in rope.tensors if t.verdict == "trained"} == structured
+    assert not any("Position embedding" in line for line in rope.evidence)
+
+
+def test_roles_of_eva_beit_and_naflexvit_tensors():
+    from vitdash.trained.roles import canonical_role
+
+    def role(name, shape=(8,)):
+        r = canonical_role(name, shape)
+        return r.role, r.param, r.block, r.group
+
+    assert role("blocks.3.attn.q_bias") == ("q", "bias", 3, "blocks.3")
+    assert role("blocks.3.attn.v_bias") == ("v", "bias", 3, "blocks.3")
+    assert role("blocks.3.gamma_2") == ("layerscale", "weight", 3, "blocks.3")
+    assert role("blocks.3.attn.relative_position_bias_table", (732, 12)) == ("rel_pos", "value", 3, "blocks.3")
+    assert role("rel_pos_bias.relative_position_bias_table", (732, 12))[:2] == ("rel_pos", "value")
+    assert role("blocks.3.mlp.fc1_g.weight", (16, 8))[:2] == role("blocks.3.mlp.fc1_x.weight", (16, 8))[:2] == (
+        "fc1", "weight")
+    assert role("blocks.3.attn.q_proj.weight", (8, 8))[0] == "q"
+    assert role("rope.freqs", (2, 12, 6, 16))[:2] == ("rope", "value")
+    assert role("embeds.proj.weight", (96, 768))[0] == "patch_embed"
+    assert role("embeds.pos_embed", (1, 16, 16, 96))[0] == "pos_embed"
+    assert role("embeds.reg_token", (1, 4, 96))[0] == "reg_token"

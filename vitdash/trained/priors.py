@@ -22,6 +22,20 @@ Schemes (the library code each one mirrors):
   weight and bias; tokens from `torch.randn` (the usual hand-written ViT).
 - `model_zoo_*`: ViT Model Zoo (`models/vit_s.py`): every Linear/Conv2d re-drawn with kaiming or
   xavier (uniform or normal), biases filled with 0.01; timm's token and position init left in place.
+- `timm_fix_init`: `timm` with `fix_init_weight` (NaFlexVit's default, VisionTransformer's `fix_init=True`):
+  the attention and MLP output projections of block i divided by sqrt(2 (i + 1)); a Linear patch
+  embedding (NaFlexVit) is a Linear like the others.
+- `timm_eva`: `Eva` and `Beit` (`_init_weights` + `fix_init_weight`): Linear trunc_normal(.02) with zero bias,
+  the output projections of block i divided by sqrt(2 (i + 1)), q/v biases and relative position tables
+  zero, the patch Conv2d PyTorch's default, pos/cls/register tokens trunc_normal(.02), the head scaled by
+  `head_init_scale` 0.001, the 'map' pool's latent as timm's.
+- `hf_siglip`: `SiglipPreTrainedModel._init_weights` (SigLIP and SigLIP 2): q/k/v/out and MLP xavier_uniform
+  (each of q, k, v over its own square matrix), MLP biases normal(1e-6), the patch embedding lecun_normal
+  (transformers' cuts at +-2 absolute, so it is a plain normal of std sqrt(1/fan_in) / 0.8796), position
+  embedding normal(width ** -0.5); the pooling head's probe and packed in_proj xavier_uniform (the in_proj over
+  (3 width, width)), its out_proj lecun_normal.
+(transformers' DINOv3ViTModel and Aimv2VisionModel initialize exactly as `hf`: every Linear/Conv2d weight and
+token normal(initializer_range), biases 0; the tests check them against it.)
 Norms start at weight 1 / bias 0 and LayerScale at one constant in every scheme.
 """
 from __future__ import annotations
@@ -37,7 +51,7 @@ import torch
 from scipy import stats
 from torch.special import ndtr, ndtri
 
-SCHEMES = ("timm", "timm_jax", "torchvision", "hf", "hf_deit", "pytorch",
+SCHEMES = ("timm", "timm_jax", "timm_fix_init", "timm_eva", "torchvision", "hf", "hf_deit", "hf_siglip", "pytorch",
            "model_zoo_kaiming_uniform", "model_zoo_kaiming_normal",
            "model_zoo_xavier_uniform", "model_zoo_xavier_normal")
 
@@ -168,10 +182,10 @@ _LINEARS = ("qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "pre_logits",
 _TOKENS = ("cls_token", "reg_token", "dist_token")
 
 
-def _timm(role: str, param: str, fan_in: int, fan_out: int, width: int = 1, **_: Any) -> Prior | None:
+def _timm(role: str, param: str, fan_in: int, fan_out: int, width: int = 1, ndim: int = 2, **_: Any) -> Prior | None:
     if role == "latent":
         return _trunc_tf(width ** -0.5)
-    if role == "patch_embed":
+    if role == "patch_embed" and ndim == 4:  # init_weights_vit_timm leaves the Conv2d as PyTorch made it
         return _torch_default(fan_in)
     if role in _LINEARS:
         return _trunc(0.02) if param == "weight" else _const(0.0)
@@ -192,6 +206,58 @@ def _timm_jax(role: str, param: str, fan_in: int, fan_out: int, **kw: Any) -> Pr
             return _xavier_uniform(fan_in, fan_out)
         return _normal(1e-6) if role in ("fc1", "fc2") else _const(0.0)  # 'mlp' in the module name
     return _timm(role, param, fan_in, fan_out, **kw)
+
+
+def _depth_scaled(role: str, block: int | None) -> float:
+    """fix_init_weight: the output projections of block i (attention's and the MLP's) divided by sqrt(2 (i + 1))."""
+    return 1.0 / math.sqrt(2 * (block + 1)) if role in ("attn_proj", "fc2") and block is not None else 1.0
+
+
+def _timm_fix_init(role: str, param: str, fan_in: int, fan_out: int, block: int | None = None,
+                   **kw: Any) -> Prior | None:
+    p = _timm(role, param, fan_in, fan_out, **kw)
+    if p is not None and param == "weight" and role in _LINEARS and _depth_scaled(role, block) != 1.0:
+        return _trunc(0.02 * _depth_scaled(role, block))
+    return p
+
+
+def _timm_eva(role: str, param: str, fan_in: int, fan_out: int, width: int = 1, ndim: int = 2,
+              block: int | None = None, **_: Any) -> Prior | None:
+    if role == "latent":
+        return _trunc_tf(width ** -0.5)
+    if role == "patch_embed" and ndim == 4:
+        return _torch_default(fan_in)
+    if role == "head":  # trunc_normal(.02) cut at +-2, then times head_init_scale 0.001
+        return Prior("truncnormal", 2e-5, -2e-3, 2e-3) if param == "weight" else _const(0.0)
+    if role in _LINEARS:
+        return _trunc(0.02 * _depth_scaled(role, block)) if param == "weight" else _const(0.0)
+    if role in ("pos_embed", "cls_token", "reg_token"):
+        return _trunc(0.02)
+    if role == "rel_pos":
+        return _const(0.0)
+    return None
+
+
+def _hf_siglip(role: str, param: str, fan_in: int, fan_out: int, width: int = 1, block: int | None = None,
+               **_: Any) -> Prior | None:
+    lecun = _trunc(math.sqrt(1.0 / fan_in) / _TRUNC2_STD)  # transformers' lecun_normal_: a +-2 absolute cut
+    if role == "patch_embed":
+        return lecun if param == "weight" else _const(0.0)
+    if role == "pos_embed":
+        return _normal(width ** -0.5)
+    if role == "latent":
+        return _xavier_uniform(width, width)
+    if param == "bias":
+        return _normal(1e-6) if role in ("fc1", "fc2") else _const(0.0) if role in _LINEARS else None
+    if role in ("q", "kv") and block is None:  # the pool's in_proj: one xavier over (3 width, width)
+        return _xavier_uniform(fan_in, 3 * fan_in)
+    if role == "attn_proj" and block is None:  # the pool's out_proj
+        return lecun
+    if role in ("qkv", "q", "k", "v", "attn_proj"):  # q, k and v are square matrices of their own
+        return _xavier_uniform(fan_in, fan_in)
+    if role in ("fc1", "fc2"):
+        return _xavier_uniform(fan_in, fan_out)
+    return None
 
 
 def _torchvision(role: str, param: str, fan_in: int, fan_out: int, **_: Any) -> Prior | None:
@@ -256,8 +322,8 @@ def _model_zoo(kind: str):
 
 
 _SCHEME_FNS = {
-    "timm": _timm, "timm_jax": _timm_jax, "torchvision": _torchvision, "hf": _hf, "hf_deit": _hf_deit,
-    "pytorch": _pytorch,
+    "timm": _timm, "timm_jax": _timm_jax, "timm_fix_init": _timm_fix_init, "timm_eva": _timm_eva,
+    "torchvision": _torchvision, "hf": _hf, "hf_deit": _hf_deit, "hf_siglip": _hf_siglip, "pytorch": _pytorch,
     "model_zoo_kaiming_uniform": _model_zoo("kaiming_uniform"),
     "model_zoo_kaiming_normal": _model_zoo("kaiming_normal"),
     "model_zoo_xavier_uniform": _model_zoo("xavier_uniform"),
@@ -275,28 +341,30 @@ def fans(role: str, shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def scheme_prior(scheme: str, role: str, param: str, shape: tuple[int, ...], *,
-                 weight_shape: tuple[int, ...] | None = None, initializer_range: float = 0.02) -> Prior | None:
+                 weight_shape: tuple[int, ...] | None = None, initializer_range: float = 0.02,
+                 block: int | None = None) -> Prior | None:
     """The prior one scheme gives a tensor; biases take their fans from their weight's shape, token-like
-    tensors (the pool's latent queries) their scale from their width."""
+    tensors (the pool's latent queries) their scale from their width, depth-scaled inits their block."""
     if role in ("norm",):
         return _const(1.0) if param == "weight" else _const(0.0)
     if role == "layerscale":
         return None  # a constant, but its value (init_values / layerscale_value) is per model
-    fan_in, fan_out = fans(role, tuple(weight_shape) if weight_shape is not None else tuple(shape))
+    like = tuple(weight_shape) if weight_shape is not None else tuple(shape)
+    fan_in, fan_out = fans(role, like)
     p = _SCHEME_FNS[scheme](role, param, fan_in, fan_out, initializer_range=initializer_range,
-                            width=shape[-1] if shape else 1)
+                            width=shape[-1] if shape else 1, ndim=len(like), block=block)
     return None if p is None else Prior(p.family, p.scale, p.lo, p.hi, (scheme,))
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def priors_for(role: str, param: str, shape: tuple[int, ...], *, weight_shape: tuple[int, ...] | None = None,
-               initializer_range: float = 0.02) -> tuple[Prior, ...]:
+               initializer_range: float = 0.02, block: int | None = None) -> tuple[Prior, ...]:
     """Every distinct prior the known schemes give this tensor, each with the schemes that use it
     (cached: a ViT repeats a few shapes many times)."""
     merged: dict[tuple, list[str]] = {}
     for scheme in SCHEMES:
         p = scheme_prior(scheme, role, param, shape, weight_shape=weight_shape,
-                         initializer_range=initializer_range)
+                         initializer_range=initializer_range, block=block)
         if p is not None:
             key = (p.family, round(p.scale, 12), p.lo, p.hi)
             merged.setdefault(key, []).append(scheme)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 ROLES = ("patch_embed", "pos_embed", "cls_token", "dist_token", "reg_token", "mask_token", "latent",
-         "qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "norm", "layerscale",
+         "rel_pos", "rope", "qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "norm", "layerscale",
          "pre_logits", "head", "linear", "conv", "other")
 # Roles whose values can show structure no i.i.d. init has (spectra, spatial similarity, smoothness).
 MATRIX_ROLES = ("patch_embed", "qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "pre_logits", "head",
@@ -63,19 +63,40 @@ _TOP = [
     (r"attn_pool\.norm", "norm"),
     (r"attn_pool\.mlp\.fc1", "fc1"),
     (r"attn_pool\.mlp\.fc2", "fc2"),
-    (r"patch_embed\.proj", "patch_embed"),
-    (r"patch_embed\.norm|norm_pre|norm|fc_norm", "norm"),
+    (r"patch_embed\.proj|embeds\.proj", "patch_embed"),
+    (r"patch_embed\.norm|embeds\.norm|embeds\.norm_input|norm_pre|norm|fc_norm", "norm"),
     (r"pre_logits\.fc", "pre_logits"),
     (r"head|head_dist", "head"),
 ]
 
 
+# Tensors of timm's Eva and Beit that are not a module's weight or bias: q and v biases (the key's is a fixed
+# zero), LayerScale `gamma_N`, BEiT's relative position bias tables (per block or shared), and the learned
+# frequencies of mixed RoPE (the only RoPE tensor a checkpoint holds).
+_EVA_PARAMS = [
+    (r"blocks\.(\d+)\.attn\.(q|v)_bias", lambda m: (m.group(2), "bias")),
+    (r"blocks\.(\d+)\.gamma_[12]", lambda m: ("layerscale", "weight")),
+    (r"blocks\.(\d+)\.attn\.relative_position_bias_table", lambda m: ("rel_pos", "value")),
+]
+
+
 def canonical_role(name: str, shape: tuple[int, ...]) -> TensorRole:
-    """Role of a tensor named as in timm's VisionTransformer state dict."""
-    if name in ("cls_token", "dist_token", "reg_token", "pos_embed", "mask_token"):
-        return TensorRole(name, name, "value", None, name, name, matters=name != "mask_token")
+    """Role of a tensor named as in the state dict of timm's VisionTransformer, Eva, Beit or NaFlexVit."""
+    token = name.removeprefix("embeds.")  # NaFlexVit keeps its tokens and position table in `embeds`
+    if token in ("cls_token", "dist_token", "reg_token", "pos_embed", "mask_token", "pos_embed_x", "pos_embed_y"):
+        role = "pos_embed" if token.startswith("pos_embed") else token
+        return TensorRole(name, role, "value", None, name, name, matters=token != "mask_token")
     if name == "attn_pool.latent":  # the pool's learned queries: a token, initialized as one
         return TensorRole(name, "latent", "value", None, name, "attn_pool")
+    if name == "rel_pos_bias.relative_position_bias_table":
+        return TensorRole(name, "rel_pos", "value", None, name, "rel_pos_bias")
+    if name == "rope.freqs":
+        return TensorRole(name, "rope", "value", None, name, "rope")
+    for pattern, role_of in _EVA_PARAMS:
+        if m := re.fullmatch(pattern, name):
+            block = int(m.group(1))
+            role, param = role_of(m)
+            return TensorRole(name, role, param, block, name.split(".", 2)[2], f"blocks.{block}")
     m = re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias|gamma)", name)
     if m:
         block, module, param = int(m.group(1)), m.group(2), m.group(3)

@@ -211,21 +211,27 @@ Fitted = tuple[Moments, torch.Tensor, list[P.PriorFit]]
 Tests = list[tuple[str, float, str]]  # structure tests as (kind, z, text)
 
 
-def _fits(ts: list[torch.Tensor], role: TensorRole, weight_shape: tuple[int, ...] | None, init_range: float,
+def _fits(ts: list[torch.Tensor], roles: list[TensorRole], weight_shape: tuple[int, ...] | None, init_range: float,
           seed: int) -> list[Fitted]:
     """Per tensor: moments, a sorted random sample of the entries, and every applicable prior's fit (best
-    first). The tensors share role, param and shape, so they share priors: each prior is fitted to all
-    of them at once."""
+    first). The tensors share role, param and shape, so they share priors but for those that depend on the
+    block (timm's Eva and Beit scale each block's output projections by its depth): each prior is fitted to
+    every tensor that has it at once."""
     entries = torch.stack([random_entries(t, MOMENTS_SAMPLE, seed) for t in ts])
     moms = moments_many(ts, entries)
     samples = P.sample_sorted(entries, seed=seed)
-    priors = P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
-                          initializer_range=init_range)
-    per_prior = [P.fit_many(p, samples, numel=[m.sampled for m in moms], mean=[m.mean for m in moms],
-                            std=[m.std for m in moms], constant=[m.constant for m in moms], entries=entries)
-                 for p in priors]
-    return [(mom, sample, sorted((fits[j] for fits in per_prior), key=lambda f: (not f.matches, f.ks, f.wasserstein)))
-            for j, (mom, sample) in enumerate(zip(moms, samples))]
+    role = roles[0]
+    by_block = {r.block: P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
+                                      initializer_range=init_range, block=r.block) for r in roles}
+    fits: list[list[P.PriorFit]] = [[] for _ in ts]
+    for prior in dict.fromkeys(p for priors in by_block.values() for p in priors):
+        rows = [j for j, r in enumerate(roles) if prior in by_block[r.block]]
+        for j, f in zip(rows, P.fit_many(prior, samples[rows], numel=[moms[j].sampled for j in rows],
+                                         mean=[moms[j].mean for j in rows], std=[moms[j].std for j in rows],
+                                         constant=[moms[j].constant for j in rows], entries=entries[rows])):
+            fits[j].append(f)
+    return [(mom, sample, sorted(f, key=lambda f: (not f.matches, f.ks, f.wasserstein)))
+            for mom, sample, f in zip(moms, samples, fits)]
 
 
 def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
@@ -234,7 +240,7 @@ def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
     names = [n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1]
     roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)
     w = weight_of(name, roles)
-    return _fits([store[name]], roles[name], store.shape(w) if w else None, _initializer_range(ckpt), seed)[0][2]
+    return _fits([store[name]], [roles[name]], store.shape(w) if w else None, _initializer_range(ckpt), seed)[0][2]
 
 
 _TOKENS = ("cls_token", "dist_token", "reg_token", "mask_token")
@@ -247,8 +253,9 @@ def spectral_matrix(t: torch.Tensor, role: str) -> torch.Tensor:
 
 
 def _matrix(t: torch.Tensor, role: TensorRole, mom: Moments) -> torch.Tensor | None:
-    """The matrix whose spectrum is read, for tensors that have one."""
-    if t.ndim < 2 or role.role in _TOKENS or mom.constant:
+    """The matrix whose spectrum is read, for tensors that have one (not mixed RoPE's frequencies: a table of
+    fixed magnitudes at random angles, structured from the start)."""
+    if t.ndim < 2 or role.role in _TOKENS or role.role == "rope" or mom.constant:
         return None
     return spectral_matrix(t, role.role)
 
@@ -410,7 +417,7 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
         """The readings of a group of tensors with the same role and shape (a ViT repeats each in every
         block): prior fits, structure tests and the spectra of its matrices, solved as one batch."""
         ts = [store[n] for n in members]
-        fitted = _fits(ts, roles[members[0]], weight_shape(members[0]), init_range, seed)
+        fitted = _fits(ts, [roles[n] for n in members], weight_shape(members[0]), init_range, seed)
         mats = [_matrix(t, roles[n], f[0]) for n, t, f in zip(members, ts, fitted)]
         specs = iter(spectra([m for m in mats if m is not None], seed=seed,
                                samples=[f[1] for m, f in zip(mats, fitted) if m is not None]))
