@@ -108,7 +108,7 @@ def bench_speed(path: Path, repeat: int) -> None:
 _RSS_PROBE = """
 import contextlib, io, re, sys
 from vitdash.cli import main
-import vitdash.sources, vitdash.formats.safetensors_reader
+import vitdash.load.sources, vitdash.load.formats.safetensors_reader
 rc = 0
 if len(sys.argv) > 1:
     with contextlib.redirect_stdout(io.StringIO()):
