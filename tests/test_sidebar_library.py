@@ -40,8 +40,8 @@ def test_library_lists_configured_folders_from_secrets(env):
     at.secrets["vitdash"] = {"model_dirs": [str(folder)]}
     at.run()
     at.radio(key="source_kind").set_value("Library").run()
-    labels = at.selectbox[0].options  # as shown: origin, name, size
-    assert any("team-models/mine.safetensors" in label for label in labels), labels
+    labels = at.selectbox[0].options  # as shown: name first, then its folder and size
+    assert any(label.startswith("mine.safetensors (team-models/") for label in labels), labels
 
 
 def test_upload_stays_private_until_saved(env, tiny_vit_ckpt):
