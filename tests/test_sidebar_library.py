@@ -61,4 +61,4 @@ def test_upload_stays_private_until_saved(env, tiny_vit_ckpt):
     saved = env / "models" / "mine.safetensors"
     assert saved.read_bytes() == data
     other.run()
-    assert any("models/mine.safetensors" in o for o in other.selectbox[0].options)
+    assert any(o.startswith("mine.safetensors (models/") for o in other.selectbox[0].options)
