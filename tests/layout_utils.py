@@ -39,7 +39,7 @@ def assert_accounted(ckpt: Checkpoint, saved: dict[str, torch.Tensor], prefix: s
     """Every element of the file is in the canonical model or in a left-over key that says why; none is made up.
     (`prefix`: a wrapper the loader strips from the file's names, as DDP's `module.`.)"""
     left = sum(saved[prefix + k].numel() for k in ckpt.unmapped_keys)
-    assert ckpt.num_params + left == sum(v.numel() for v in saved.values())
+    assert ckpt.tensors.num_params + left == ckpt.num_params == sum(v.numel() for v in saved.values())
     assert set(ckpt.unmapped_keys) == set(ckpt.unmapped_reasons), set(ckpt.unmapped_keys) - set(ckpt.unmapped_reasons)
     assert not any("not part of the canonical" in w for w in ckpt.load_warnings)
 

@@ -90,8 +90,9 @@ def test_full_siglip_model_maps_its_vision_tower(full):
     assert {"logit_scale", "logit_bias", "text_model.head.weight"} <= set(ckpt.unmapped_keys)
     assert_accounted(ckpt, saved)
     assert all("text tower" in why for why in ckpt.unmapped_reasons.values())
-    assert ckpt.num_params == sum(v.numel() for k, v in saved.items() if k.startswith("vision_model."))
+    assert ckpt.num_params == sum(v.numel() for v in saved.values())  # the file's tensors, text tower included
     arch = infer_architecture(ckpt)  # heads, activation and eps from the nested vision_config
+    assert arch.num_params == sum(v.numel() for k, v in saved.items() if k.startswith("vision_model."))
     assert (arch.global_pool, arch.num_heads, arch.heads_source, arch.act) == ("map", 4, "config", "gelu_tanh")
     x = _image(2)
     with torch.no_grad():

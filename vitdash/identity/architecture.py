@@ -25,6 +25,7 @@ from vitdash.errors import VitdashError
 from vitdash.identity.heads import attention_width, infer_heads
 from vitdash.identity.hidden_settings import Layout, resolve_settings
 from vitdash.identity.timm_defs import timm_block, timm_definition, timm_name
+from vitdash.load.buffers import is_sincos
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.load.layouts.timm_layout import PATCH_KEYS, timm_class
 
@@ -81,7 +82,10 @@ class ArchSpec:
     # Which timm class holds the tensors and how it places and mixes tokens. `timm_class`, `block` and `pos_embed`
     # are the names issue 13's structural recognizer uses too.
     timm_class: str = "VisionTransformer"  # | 'VisionTransformerDistilled' | 'Eva' | 'Beit' | 'NaFlexVit'
-    block: str = "pre_norm"  # 'pre_norm' | 'post_norm' (each sublayer's output normed: EVA-02-E, ResPostBlock)
+    # 'pre_norm' | 'post_norm' (each sublayer's output normed inside the residual, x + norm(f(x)): EVA-02-E,
+    # ResPostBlock) | 'post_ln' (the original Transformer's, BERT's and nn.TransformerEncoderLayer's default,
+    # x = norm(x + f(x)), another function)
+    block: str = "pre_norm"
     pos_embed: str = "learned"  # 'learned' | 'fixed' | 'rope' | 'relative' | 'none'; several joined by '+'
     attn_bias: str = "qkv"  # 'qkv' | 'qv' (Eva/Beit: the key bias is a fixed zero) | 'none'
     mlp_layer: str = "Mlp"  # timm's MLP class: 'Mlp', 'GluMlp' (SwiGLU packed in fc1), 'SwiGLU' (fc1_g + fc1_x)
@@ -92,6 +96,8 @@ class ArchSpec:
     # The class's constructor arguments that the fields above do not fix (RoPE variant and settings, attention
     # type...), JSON-ready: with them `model.timm_kwargs` rebuilds the checkpoint exactly.
     model_args: dict[str, Any] = field(default_factory=dict)
+    # Parts timm cannot compute (a LayerNorm on raw patch pixels, one norm per block): no exact model is built.
+    not_in_timm: list[str] = field(default_factory=list)
 
     @property
     def attn_dim(self) -> int:
@@ -130,7 +136,7 @@ class ArchSpec:
 
 
 # transformers' `hidden_act` -> timm's name; gelu_new and gelu_fast are the tanh approximation written out.
-_HF_ACTS = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh",
+_HF_ACTS = {"gelu": "gelu", "gelu_tanh": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh",
             "quick_gelu": "quick_gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
 
 
@@ -272,7 +278,7 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
     if not ckpt.canonical:
         raise VitdashError(
             "the architecture can only be read from a recognized ViT layout; this checkpoint loaded as a generic "
-            "tensor set (see the Overview page's mapping report)")
+            "tensor set (its warnings say what it looks like instead)")
     t = ckpt.tensors
     names = set(t)
     meta = ckpt.metadata
@@ -345,7 +351,9 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         factorized_pos="embeds.pos_embed_y" in names)
     settings = resolve_settings(layout, meta, notes)
 
-    pos = (["learned"] if "pos_embed" in names or "embeds.pos_embed" in names or "embeds.pos_embed_y" in names
+    table = "fixed" if "fixed" in str(meta.get("pos_embed", "")) or (
+        "pos_embed" in names and is_sincos(t["pos_embed"])) else "learned"  # a computed (sin-cos) table is fixed
+    pos = ([table] if "pos_embed" in names or "embeds.pos_embed" in names or "embeds.pos_embed_y" in names
            else []) + (["rope"] if settings.rope else []) + (["relative"] if rel_key else [])
     num_classes = t.shape("head.weight")[0] if "head.weight" in names else 0
     representation = t.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in names else 0
@@ -387,7 +395,7 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         patch_bias=patch_bias,
         num_classes=num_classes,
         representation_size=representation,
-        num_params=ckpt.num_params,
+        num_params=ckpt.tensors.num_params,  # the ViT the canonical tensors make (the file may hold more)
         notes=notes,
         heads_source=heads_source,
         heads_evidence=heads_evidence,
@@ -397,7 +405,7 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         pool_mlp_hidden=t.shape("attn_pool.mlp.fc1.weight")[0] if "attn_pool.mlp.fc1.weight" in names else 0,
         act=act,
         timm_class=cls,
-        block=settings.block,
+        block="post_ln" if meta.get("block") == "post_ln" else settings.block,
         pos_embed="+".join(pos) or "none",
         attn_bias=layout.attn_bias,
         mlp_layer=mlp_layer,
@@ -406,4 +414,5 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         patch_norm=f"{'embeds' if emb else 'patch_embed'}.norm.weight" in names,
         rel_pos_bias="" if rel_key is None else ("shared" if rel_key.startswith("rel_pos_bias") else "per_block"),
         model_args=settings.model_args,
+        not_in_timm=list(meta.get("not_in_timm", [])),
     )

@@ -21,7 +21,7 @@ from vitdash.load.checkpoint import Checkpoint, TensorStore
 def _heads_from_metadata(meta: dict[str, Any]) -> tuple[int | None, str]:
     """Config files say the head count outright; a timm model name lets timm say it."""
     if isinstance(meta.get("num_heads"), int):
-        return meta["num_heads"], "the checkpoint's metadata"
+        return meta["num_heads"], meta.get("num_heads_from", "the checkpoint's metadata")
     config = meta.get("config")
     if isinstance(config, dict):
         for key in ("num_attention_heads", "num_heads", "heads"):

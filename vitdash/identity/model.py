@@ -5,6 +5,7 @@ The model is built from the inferred `ArchSpec` (never from a guessed model name
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -47,6 +48,22 @@ def _norm(arch: ArchSpec):
     return partial(LayerNorm if arch.norm_type == "layernorm" else RmsNorm, eps=arch.norm_eps)
 
 
+@functools.lru_cache(maxsize=1)
+def post_ln_block():
+    """timm's Block with the post-LN forward of the original Transformer, BERT and nn.TransformerEncoderLayer's
+    default (norm_first=False): x = norm1(x + attn(x)); x = norm2(x + mlp(x)). timm has no block computing this
+    (its ResPostBlock is x + norm1(attn(x)), another function); the subclass keeps Block's modules and names, so
+    strict loading and the attention capture work unchanged."""
+    from timm.models.vision_transformer import Block
+
+    class PostLNBlock(Block):
+        def forward(self, x, attn_mask=None, is_causal=False):
+            x = self.norm1(x + self.drop_path1(self.ls1(self.attn(x, attn_mask=attn_mask, is_causal=is_causal))))
+            return self.norm2(x + self.drop_path2(self.ls2(self.mlp(x))))
+
+    return PostLNBlock
+
+
 def _vit_kwargs(arch: ArchSpec) -> dict[str, Any]:
     from timm.layers import SwiGLU, SwiGLUPacked
     from timm.models.vision_transformer import ResPostBlock
@@ -75,6 +92,8 @@ def _vit_kwargs(arch: ArchSpec) -> dict[str, Any]:
     )
     if arch.block == "post_norm":
         kwargs["block_fn"] = ResPostBlock
+    elif arch.block == "post_ln":
+        kwargs["block_fn"] = post_ln_block()
     if arch.mlp_layer == "GluMlp":
         kwargs.update(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU,
                       mlp_ratio=_mlp_ratio(2 * arch.mlp_hidden, arch.embed_dim))
@@ -208,6 +227,10 @@ class PreLogitsHead(nn.Sequential):
 def build_model(ckpt: Checkpoint, arch: ArchSpec | None = None, dtype: torch.dtype = torch.float32) -> nn.Module:
     """A timm ViT in eval mode holding exactly the checkpoint's tensors (strict load)."""
     arch = arch or infer_architecture(ckpt)
+    if arch.not_in_timm:
+        raise VitdashError("this ViT has parts timm's VisionTransformer cannot compute, so no exact timm model can be "
+                           "built (the architecture and the training verdict still hold): "
+                           + "; ".join(arch.not_in_timm))
     model = _instantiate(arch)
     state = {k: ckpt.tensors[k].to(dtype) for k in ckpt.tensors}
     if arch.representation_size:
@@ -218,6 +241,8 @@ def build_model(ckpt: Checkpoint, arch: ArchSpec | None = None, dtype: torch.dty
     except RuntimeError as e:
         raise VitdashError(f"the canonical tensors do not fit timm's {arch.timm_class} built from the inferred "
                            f"architecture: {e}") from None
+    if "fixed" in arch.pos_embed and getattr(model, "pos_embed", None) is not None:
+        model.pos_embed.requires_grad_(False)  # a computed table (sin-cos), loaded as a non-learned embedding
     return model.to(dtype).eval()
 
 

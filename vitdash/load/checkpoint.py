@@ -14,9 +14,9 @@ import torch
 
 from vitdash.common.ordering import natural_key
 from vitdash.common.results import jsonable
+from vitdash.load.buffers import Buffer, find_buffers
 
-LAYOUTS = ("timm", "torchvision", "hf", "open_clip", "mae", "model_zoo", "vit-pytorch", "supergradients",
-           "nn.MultiheadAttention", "unknown")
+LAYOUTS = ("timm", "torchvision", "hf", "open_clip", "mae", "model_zoo", "supergradients", "structure", "unknown")
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,28 @@ class Checkpoint:
     is_vit: bool = False
     looks_like: str = ""
     origins: dict[str, list[str]] = field(default_factory=dict)  # canonical name -> the file's keys it came from
+    # The file's own tensors (lazy), and the canonical tensors whose values are not the file's own (products, block
+    # diagonals, synthesized zeros): an audit reads the file's tensors behind those, and every tensor left over.
+    source_tensors: TensorStore | None = None
+    derived: list[str] = field(default_factory=list)
+    _buffers: list[Buffer] | None = field(default=None, repr=False)
 
     @property
     def num_params(self) -> int:
-        return self.tensors.num_params
+        """Elements of every tensor in the file (buffers included; see `num_learned_params`)."""
+        return (self.source_tensors if self.source_tensors is not None else self.tensors).num_params
+
+    @property
+    def buffers(self) -> list[Buffer]:
+        """The file's deterministic tables (sin-cos position tables, masks, constant and index tables)."""
+        if self._buffers is None:
+            self._buffers = find_buffers(self.source_tensors if self.source_tensors is not None else self.tensors)
+        return self._buffers
+
+    @property
+    def num_learned_params(self) -> int:
+        store = self.source_tensors if self.source_tensors is not None else self.tensors
+        return self.num_params - sum(store.info(b.name).numel for b in self.buffers)
 
     @property
     def nbytes(self) -> int:
@@ -164,6 +182,8 @@ class Checkpoint:
             "canonical": self.canonical,
             "num_tensors": len(self.tensors),
             "num_params": self.num_params,
+            "num_learned_params": self.num_learned_params,
+            "buffers": [b.to_dict() for b in self.buffers],
             "dtypes": self.tensors.dtypes,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,

@@ -35,6 +35,7 @@ from vitdash.load.formats.raw import RawCheckpoint, sha256_files
 from vitdash.load.formats.torch_pickle import from_object
 from vitdash.load.layouts import detect
 from vitdash.load.layouts.timm_layout import PATCH_KEYS
+from vitdash.load.looks_like import looks_like
 
 
 def load(source: str | os.PathLike) -> Checkpoint:
@@ -306,37 +307,22 @@ def _integrity(raw: RawCheckpoint) -> Callable[[], tuple[str, list[str]]]:
     return run
 
 
-def _looks_like(keys: list[str], tensors: TensorStore) -> str:
-    """Say what a non-ViT file resembles, so 'not a ViT' is useful."""
-    joined = " ".join(keys)
-    convs = sum(1 for k in keys if len(tensors.shape(k)) == 4)
-    if re.search(r"layer[1-4]\.\d+\.(conv|bn)\d", joined):
-        return f"a ResNet-style CNN ({convs} conv kernels, e.g. layer1.0.conv1.weight)"
-    if "stages." in joined and convs:
-        return f"a staged CNN such as ConvNeXt/EfficientNet ({convs} conv kernels)"
-    if "word_embeddings" in joined or "embed_tokens" in joined:
-        return "a text transformer (word embeddings present)"
-    if convs > 3:
-        return f"a convolutional network ({convs} conv kernels)"
-    return "an unrecognized network"
-
-
 def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
     warnings = list(raw.warnings)
     size = sum(f.stat().st_size for f in raw.files)
     found = detect(raw.tensors, raw.metadata)
     if found is None or not any(k in found.tensors for k in PATCH_KEYS):
-        keys = list(raw.tensors)
-        prefixes = Counter(k.split(".")[0] for k in keys)
-        looks = _looks_like(keys, raw.tensors)
+        prefixes = Counter(k.split(".")[0] for k in raw.tensors)
+        looks = looks_like(raw.tensors)
         warnings.append(
-            f"layout not recognized as a ViT: it looks like {looks}. Top-level key prefixes: "
+            f"not a ViT: it looks like {looks}. Top-level key prefixes: "
             + ", ".join(f"{p} ({n})" for p, n in prefixes.most_common(8))
             + ". Weight histograms, spectra and the training verdict still work on the raw tensors; the "
-              "Architecture, Accuracy and Attention pages need a recognized ViT layout.")
+              "architecture, accuracy and attention need a recognized ViT.")
         return Checkpoint(tensors=raw.tensors, source=source, format=raw.format, layout="unknown", canonical=False,
                           wrappers=raw.wrappers, metadata=raw.metadata, unmapped_keys=[], load_warnings=warnings,
-                          integrity=_integrity(raw), size_bytes=size, name=name, is_vit=False, looks_like=looks)
+                          integrity=_integrity(raw), size_bytes=size, name=name, is_vit=False, looks_like=looks,
+                          source_tensors=raw.tensors)
     metadata = {**raw.metadata, **found.metadata}
     args = metadata.get("args")
     if isinstance(args, dict) and isinstance(args.get("model"), str):
@@ -347,7 +333,11 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
     unexplained = [k for k in found.unmapped if k not in found.aside]  # the set-aside ones are in the notes
     if unexplained:
         warnings.append(f"{len(unexplained)} tensor(s) not part of the canonical ViT: " + ", ".join(unexplained[:8]))
+    if metadata.get("not_in_timm"):
+        warnings.append("a ViT, but parts of it have no timm equivalent, so no exact timm model is built (accuracy "
+                        "and attention need one): " + "; ".join(metadata["not_in_timm"]))
     return Checkpoint(tensors=found.tensors, source=source, format=raw.format, layout=layout, canonical=True,
                       wrappers=raw.wrappers + found.wrappers, metadata=metadata, unmapped_keys=found.unmapped,
                       unmapped_reasons=found.aside, load_warnings=warnings, integrity=_integrity(raw), size_bytes=size,
-                      name=name, is_vit=True, looks_like="ViT", origins=found.origins)
+                      name=name, is_vit=True, looks_like="ViT", origins=found.origins, source_tensors=raw.tensors,
+                      derived=list(found.derived))

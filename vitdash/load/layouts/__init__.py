@@ -16,24 +16,25 @@ from vitdash.load.layouts import (
     clip_hf,
     dinov3_hf,
     hf,
-    lucidrains,
     mae,
-    mha_custom,
     openclip,
     siglip_hf,
+    structural,
     supergradients,
     timm_layout,
     torchvision_layout,
 )
 from vitdash.load.layouts.canon import WRAPPER_PREFIXES, Detected, strip_prefix, strip_wrappers
 
+# The key maps know a convention's names exactly; the structural recognizer reads any other ViT by its shapes.
+# MAE before the timm and Hugging Face names its encoder uses, BEiT before the ViT names it shares, CLIP
+# (class_embedding) before SigLIP's names.
+KEY_MAPS = (mae, timm_layout, torchvision_layout, clip_hf, openclip, aimv2_hf, dinov3_hf, beit_hf, hf, siglip_hf,
+            supergradients)
 
-def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Detected | None:
 
-    # MAE before the timm and Hugging Face names its encoder uses, BEiT before the ViT names it shares, CLIP
-    # (class_embedding) before SigLIP's names.
-    for module in (mae, timm_layout, torchvision_layout, clip_hf, openclip, aimv2_hf, dinov3_hf, beit_hf, hf,
-                   siglip_hf, lucidrains, supergradients, mha_custom):
+def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str], modules: tuple) -> Detected | None:
+    for module in modules:
         canon = module.convert(src, meta)
         if canon is not None:
             layout = module.NAME
@@ -42,22 +43,24 @@ def _convert(src: TensorStore, meta: dict[str, Any], wrappers: list[str]) -> Det
             prefix = "".join(f"{w}." for w in wrappers)  # the file's keys, before the wrappers were stripped
             origins = {dst: [prefix + k for k in keys] for dst, keys in canon.origins.items()}
             return Detected(layout, canon.store(), canon.leftover(), wrappers, canon.notes + canon.aside_notes(),
-                            canon.metadata, canon.explained(), origins)
+                            canon.metadata, canon.explained(), origins, sorted(canon.derived))
     return None
 
 
 def detect(src: TensorStore, meta: dict[str, Any]) -> Detected | None:
     """Try every known convention on the whole file, then on the part under one wrapper prefix
-    (a DINO `teacher` with `backbone.*` beside its projection `head.*`); the rest is left over."""
+    (a DINO `teacher` with `backbone.*` beside its projection `head.*`; the rest is left over), and only then
+    the structural recognizer the same way."""
     stripped, wrappers = strip_wrappers(src)
-    found = _convert(stripped, meta, wrappers)
-    if found is not None:
-        return found
-    for prefix in WRAPPER_PREFIXES:
-        part = strip_prefix(stripped, prefix)
-        if 0 < len(part) < len(stripped):
-            found = _convert(part, meta, [*wrappers, prefix.rstrip(".")])
-            if found is not None:
-                found.unmapped += [k for k in stripped if not k.startswith(prefix)]
-                return found
+    for modules in (KEY_MAPS, (structural,)):
+        found = _convert(stripped, meta, wrappers, modules)
+        if found is not None:
+            return found
+        for prefix in WRAPPER_PREFIXES:
+            part = strip_prefix(stripped, prefix)
+            if 0 < len(part) < len(stripped):
+                found = _convert(part, meta, [*wrappers, prefix.rstrip(".")], modules)
+                if found is not None:
+                    found.unmapped += [k for k in stripped if not k.startswith(prefix)]
+                    return found
     return None

@@ -27,6 +27,9 @@ class Canon:
         self.notes: list[str] = []
         self.metadata: dict[str, Any] = {}
         self.aside: dict[str, str] = {}  # source key -> why it is not part of the image model
+        # Canonical tensors whose values are not the source's own (products, block diagonals, synthesized
+        # zeros): an audit reads their sources instead.
+        self.derived: set[str] = set()
 
     def set_aside(self, keys: Iterable[str], why: str) -> None:
         """Source keys left out of the canonical model for a known reason (a text tower, a pretraining decoder):
@@ -58,6 +61,13 @@ class Canon:
         self.loaders[dst] = lambda: fn(*(ld() for ld in loaders))
         self.infos[dst] = TensorInfo(tuple(shape), self.src.info(keys[0]).dtype)
 
+    def synthesize(self, dst: str, shape: tuple[int, ...], fn: Callable[[], torch.Tensor]) -> None:
+        """A tensor timm's model needs that the source does not have (a zero bias, an identity projection)."""
+        self.loaders[dst] = fn
+        self.infos[dst] = TensorInfo(tuple(shape), torch.float32)
+        self.origins[dst] = []
+        self.derived.add(dst)
+
     def rename(self, dst: str, src: str) -> None:
         self.put(dst, src, self.src.shape(src))
 
@@ -72,6 +82,7 @@ class Canon:
         self.infos.update(inner.infos)
         self.used.update(prefix + k for k in inner.used)
         self.origins.update({dst: [prefix + k for k in keys] for dst, keys in inner.origins.items()})
+        self.derived |= inner.derived
         self.aside.update({prefix + k: why for k, why in inner.aside.items()})
         self.notes += inner.notes
         self.metadata.update(inner.metadata)
@@ -107,6 +118,7 @@ class Detected:
     metadata: dict[str, Any] = field(default_factory=dict)
     aside: dict[str, str] = field(default_factory=dict)  # left-over key -> why (the rest of `unmapped` is unexplained)
     origins: dict[str, list[str]] = field(default_factory=dict)  # canonical name -> the file's keys
+    derived: list[str] = field(default_factory=list)  # canonical names whose values are not the file's own
 
 
 def strip_prefix(src: TensorStore, prefix: str) -> TensorStore:
