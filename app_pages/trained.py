@@ -26,7 +26,7 @@ from vitdash.trained.verdict import spectral_matrix, tensor_fits
 
 @st.cache_data(max_entries=32, show_spinner="Computing the full spectrum...")
 def _spectrum(sha: str, source: str, name: str, role: str, scores: bool, _ckpt: Checkpoint) -> FullSpectrum:
-    return full_spectrum(spectral_matrix(_ckpt.tensors[name], role), scores=scores)
+    return full_spectrum(spectral_matrix(_ckpt.read(name), role), scores=scores)
 
 
 st.title("Is it trained?")
@@ -76,7 +76,7 @@ mcols[1].metric("std", f"{mom.std:.3g}")
 mcols[2].metric("excess kurtosis", "n/a" if kurtosis is None else f"{kurtosis:.2f}")
 mcols[3].metric("KS to best prior", f"{best.ks:.3f}" if best else "n/a", help=best.prior.label if best else None)
 mcols[4].metric("std / prior std", f"{ratio:.3f}" if ratio else "n/a")
-tensor = ckpt.tensors[name]
+tensor = ckpt.read(name)
 fits = tensor_fits(ckpt, name)
 st.plotly_chart(histogram_figure(tensor.reshape(-1), fits, name), width="stretch")
 if fits:
@@ -99,7 +99,7 @@ pos = next((t for t in result.tensors if t.role == "pos_embed" and t.stats.pos_e
 if pos is not None:
     st.subheader("Position embedding")
     p = pos.stats.pos_embed
-    split = split_pos_embed(ckpt.tensors[pos.name], p.num_prefix, tuple(p.grid))
+    split = split_pos_embed(ckpt.read(pos.name), p.num_prefix, tuple(p.grid))
     pc = st.columns(3)
     pc[0].metric("similarity vs distance (corr)", f"{p.corr:.2f}", help=f"z = {p.corr_z:.1f}")
     pc[1].metric("neighbours vs all (contrast)", f"{p.neighbour_contrast:.2f}", help=f"z = {p.neighbour_z:.1f}")
@@ -115,7 +115,7 @@ if patch is not None:
         st.caption(f"Neighbouring-pixel correlation {f.smoothness:.2f} against {f.null_mean:.2f} for "
                    f"shuffled pixels: z = {f.z:.1f}.")
     pca = st.radio("Show", ["principal components", "first filters"], horizontal=True) == "principal components"
-    st.plotly_chart(patch_filters_figure(ckpt.tensors[patch.name], pca=pca), width="stretch")
+    st.plotly_chart(patch_filters_figure(ckpt.read(patch.name), pca=pca), width="stretch")
 
 # ---- every tensor ------------------------------------------------------------------------------------------
 st.subheader("Every tensor")

@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 
-def demo_cache_dir(config) -> Path:
+def demo_cache_dir(config, name: str = "vitdash-demo-cache") -> Path:
+    """A folder kept across test runs (pytest's cache), for what tests train once per machine."""
     cache = getattr(config, "cache", None)  # absent under `-p no:cacheprovider`
     if cache is None:
         import tempfile
 
-        return Path(tempfile.gettempdir()) / "vitdash-test-demo-cache"
-    return Path(cache.mkdir("vitdash-demo-cache"))
+        folder = Path(tempfile.gettempdir()) / f"vitdash-test-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return Path(cache.mkdir(name))
 
 
 @pytest.fixture(scope="session")

@@ -258,7 +258,7 @@ def test_resnet_is_not_a_vit(tmp_path):
     ckpt = load(path)
     assert not ckpt.is_vit and not ckpt.canonical and ckpt.layout == "unknown"
     assert "ResNet" in ckpt.looks_like
-    assert any("not a ViT: it looks like a ResNet-style convolutional network" in w and "page" not in w
+    assert any("not a ViT: it looks like a convolutional network, ResNet-style" in w and "page" not in w
                for w in ckpt.warnings)
     assert ckpt.to_dict()["is_vit"] is False
 

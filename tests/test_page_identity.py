@@ -18,7 +18,8 @@ def test_timm_model_is_an_exact_family_member():
 def test_custom_file_shows_inferred_heads_and_differences(shared_dir):
     at = page_test("identity.py", source=str(shared_dir / "checkpoints" / "fmnist_vit_custom.pth")).run()
     assert errors(at) == []
-    assert any(w.value.startswith("custom ViT; nearest family member ViT-Ti/16") for w in at.warning)
+    assert any(w.value.startswith("custom ViT: 128 wide, 6 deep, patch 4 at 28 px; closest known: ViT-Ti/16")
+               for w in at.warning)
     assert {m.label: m.value for m in at.metric}["Heads"] == "4*"
     assert any("single out 4 heads" in i.value for i in at.info)
     assert any("Differences" in md.value for md in at.markdown)

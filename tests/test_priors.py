@@ -244,3 +244,21 @@ def test_entries_the_init_clamped_onto_a_far_bound_are_left_out():
     assert [f.matches for f in P.fit_many(prior, samples, **kw, entries=x)] == [True, True]
     wide = P.Prior("normal", 0.02)  # not truncated: nothing is left out
     assert [f.matches for f in P.fit_many(wide, samples, **kw, entries=x)] == [False, True]
+
+
+def test_a_value_outside_a_uniform_bound_rules_the_prior_out():
+    """A trained 10-class head that kept its U(+-1/sqrt(fan_in)) histogram but reached past the bound is not at
+    init: no draw from that prior lies outside it."""
+    torch.manual_seed(0)
+    x = torch.nn.Linear(64, 10).weight.detach().reshape(-1).double()
+    prior = P.scheme_prior("pytorch", "head", "weight", (10, 64))
+
+    def fit(v):
+        return P.fit_many(prior, P.sample_sorted(v[None]), numel=[v.numel()], mean=[float(v.mean())],
+                          std=[float(v.std(unbiased=False))], constant=[False],
+                          bounds=[(float(v.min()), float(v.max()))])[0]
+
+    assert fit(x).matches and fit(x).in_support
+    x[0] = 2.5 * prior.scale
+    moved = fit(x)
+    assert not moved.in_support and not moved.matches and moved.to_dict()["in_support"] is False

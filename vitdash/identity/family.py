@@ -143,6 +143,7 @@ class FamilyMatch:
     weight_tag: str | None = None
     reference_top1: float | None = None
     notes: list[str] = field(default_factory=list)
+    what: str = ""  # the checkpoint in a few words ("128 wide, 6 deep, patch 4 at 32 px"), for custom models
 
     @property
     def summary(self) -> str:
@@ -151,7 +152,8 @@ class FamilyMatch:
             return f"exact match: {self.name}{same}"
         if self.kind == "variant":
             return f"{self.name} with a changed head/resolution: " + "; ".join(self.differences)
-        return f"custom ViT; nearest family member {self.name}: " + "; ".join(self.differences)
+        return (f"custom ViT: {self.what}; closest known: {self.name} ({len(self.differences)} differences: "
+                + "; ".join(self.differences) + ")")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -220,8 +222,11 @@ def match(arch: ArchSpec, hint: str | None = None) -> FamilyMatch:
     notes = []
     if not heads_known:
         notes.append(f"heads were not compared: the checkpoint does not state them ({arch.heads_source})")
+    at = f" at {arch.img_size[0]} px" if arch.img_size[0] == arch.img_size[1] else f" at {arch.img_size[0]}x{arch.img_size[1]} px"
+    what = (f"{arch.embed_dim} wide, {arch.depth} deep, patch {arch.patch_size}"
+            + ("" if arch.pos_embed == "none" else at))  # without a position table the image size is not stored
     return FamilyMatch(name=row["label"], family=row["family"], kind=kind, exact=kind == "exact",
-                       differences=structural + soft, row=dict(row), also_matches=twins, notes=notes)
+                       differences=structural + soft, row=dict(row), also_matches=twins, notes=notes, what=what)
 
 
 def comparison(arch: ArchSpec, row: dict[str, Any], num_params: int, gflops: float) -> list[dict[str, Any]]:

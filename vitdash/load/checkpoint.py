@@ -129,6 +129,15 @@ class Checkpoint:
         """Elements of every tensor in the file (buffers included; see `num_learned_params`)."""
         return (self.source_tensors if self.source_tensors is not None else self.tensors).num_params
 
+    def read(self, name: str) -> torch.Tensor:
+        """A tensor an audit names: canonical, or the file's own (`file:<key>` when a canonical name shadows it)."""
+        if name in self.tensors:
+            return self.tensors[name]
+        key = name.removeprefix("file:")
+        if self.source_tensors is not None and key in self.source_tensors:
+            return self.source_tensors[key]
+        raise KeyError(name)
+
     @property
     def buffers(self) -> list[Buffer]:
         """The file's deterministic tables (sin-cos position tables, masks, constant and index tables)."""

@@ -39,7 +39,7 @@ def looks_like(store: TensorStore) -> str:
             signs.append(f"LM head {heads[0]}")
         return "a language model (" + ", ".join(signs) + ")"
     if re.search(r"layer[1-4]\.\d+\.(conv|bn)\d", joined):
-        return f"a ResNet-style convolutional network ({len(convs)} conv kernels, e.g. layer1.0.conv1.weight)"
+        return f"a convolutional network, ResNet-style ({len(convs)} conv kernels, e.g. layer1.0.conv1.weight)"
     if convs and (len(convs) > 3 or "running_mean" in joined):
         staged = " with stages, like ConvNeXt/EfficientNet" if "stages." in joined else ""
         return f"a convolutional network{staged} ({len(convs)} conv kernels, BatchNorm statistics)" \

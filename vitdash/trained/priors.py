@@ -382,10 +382,17 @@ class PriorFit:
     wasserstein: float
     std_ratio: float
     matches: bool
+    # Every value inside the prior's support (a uniform's bound, a truncated normal's cut): one value outside rules
+    # the prior out, however well the rest fits.
+    in_support: bool = True
+    # The std within 3 standard errors of the prior's for this tensor's size (`matches` allows 4): what a small
+    # tensor needs before it is called "at init" by this prior.
+    exact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"prior": self.prior.label, "schemes": list(self.prior.schemes), "ks": self.ks,
-                "wasserstein": self.wasserstein, "std_ratio": self.std_ratio, "matches": self.matches}
+                "wasserstein": self.wasserstein, "std_ratio": self.std_ratio, "matches": self.matches,
+                "in_support": self.in_support, "exact": self.exact}
 
 
 def sample_sorted(values: torch.Tensor, n: int = KS_SAMPLE, seed: int = 0) -> torch.Tensor:
@@ -433,8 +440,21 @@ def _without_clamped(prior: Prior, entries: torch.Tensor, mean: Sequence[float],
     return mean, std
 
 
+def _in_support(prior: Prior, lo: float, hi: float) -> bool:
+    """Whether values from `lo` to `hi` can come from the prior (a relative 1e-3 slack for fp16/bf16 rounding)."""
+    if prior.family == "uniform":
+        low, high = -prior.scale, prior.scale
+    elif prior.family == "truncnormal":
+        low, high = prior.lo, prior.hi
+    else:
+        return True
+    slack = 1e-3 * max(abs(low), abs(high)) if math.isfinite(low) and math.isfinite(high) else 0.0
+    return low - slack <= lo and hi <= high + slack
+
+
 def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean: Sequence[float],
-             std: Sequence[float], constant: Sequence[bool], entries: torch.Tensor | None = None) -> list[PriorFit]:
+             std: Sequence[float], constant: Sequence[bool], entries: torch.Tensor | None = None,
+             bounds: Sequence[tuple[float, float]] | None = None) -> list[PriorFit]:
     """KS and Wasserstein-1 of each row of `samples` (B, n), sorted rows, against one prior; the
     tensors' `std` and `mean` come from `numel` entries (all of them, or the larger sample the moments
     use). A whole group of same-shaped tensors (the blocks' qkv weights, ...) takes one CDF evaluation:
@@ -442,7 +462,8 @@ def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean:
 
     A match needs all three: a KS distance below its 0.1% critical value, a std within 4 standard
     errors of the prior's (the error of a std estimate from `numel` draws of this prior), and a mean
-    within 4 standard errors of 0 (or, for a constant prior, all entries equal to the constant).
+    within 4 standard errors of 0 (or, for a constant prior, all entries equal to the constant); and, for a
+    bounded prior, every value inside its support: `bounds` gives each tensor's (min, max).
     `entries` (B, numel), the values `mean` and `std` come from: against a truncated normal, values
     clamped onto its bounds by the init itself are left out of both.
     """
@@ -461,10 +482,12 @@ def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean:
     pstd = prior.std
     ks_critical = _ks_critical(n)
     fits = []
-    for ks, w1, k, m, s, c in zip(kss, w1s, numel, mean, std, constant):
+    for j, (ks, w1, k, m, s, c) in enumerate(zip(kss, w1s, numel, mean, std, constant)):
         ratio = s / pstd if pstd > 0 else math.inf
         se = math.sqrt((prior.excess_kurtosis + 2.0) / (4.0 * max(k, 1)))
         ok_std = abs(ratio - 1.0) <= 4 * se + 0.005
         ok_mean = abs(m) <= 4 * pstd / math.sqrt(max(k, 1)) + 1e-3 * pstd
-        fits.append(PriorFit(prior, ks, w1, ratio, bool(ok_std and ok_mean and ks <= ks_critical and not c)))
+        support = bounds is None or _in_support(prior, *bounds[j])
+        matches = bool(ok_std and ok_mean and ks <= ks_critical and not c and support)
+        fits.append(PriorFit(prior, ks, w1, ratio, matches, support, matches and abs(ratio - 1.0) <= 3 * se + 0.005))
     return fits

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from vitdash.load.checkpoint import Checkpoint, TensorStore
+
 ROLES = ("patch_embed", "pos_embed", "cls_token", "dist_token", "reg_token", "mask_token", "latent",
          "rel_pos", "rope", "qkv", "q", "k", "v", "kv", "attn_proj", "fc1", "fc2", "norm", "layerscale",
          "pre_logits", "head", "linear", "conv", "other")
@@ -251,3 +253,35 @@ def weight_of(name: str, roles: dict[str, TensorRole]) -> str | None:
         if cand in roles and cand != name:
             return cand
     return None
+
+
+# ---- what an audit reads -------------------------------------------------------------------------------------------
+
+
+def audit_view(ckpt: Checkpoint) -> tuple[TensorStore, dict[str, TensorRole]]:
+    """The tensors an audit reads, with their roles: the canonical ones, except that a canonical tensor whose values
+    are not the file's own (a conv composed with a Linear, a block diagonal of per-head projections, a synthesized
+    zero bias) is read as the file's tensors behind it, in the role of what they became; and every tensor of the
+    file the mapping left over (a decoder, a text tower, a mask token), with a role from its name and shape."""
+    store = ckpt.tensors
+    if not ckpt.canonical or ckpt.source_tensors is None:
+        return store, assign_roles(list(store), store.shape, ckpt.canonical, store.loader)
+    src = ckpt.source_tensors
+    derived = set(ckpt.derived)
+    loaders = {n: store.loader(n) for n in store if n not in derived}
+    infos = {n: store.info(n) for n in loaders}
+    roles = {n: canonical_role(n, store.shape(n)) for n in loaders}
+    used = {k for keys in ckpt.sources.values() for k in keys}
+    behind: dict[str, TensorRole] = {}
+    for dst in sorted(derived):
+        for key in ckpt.sources.get(dst, []):
+            if key in src and key not in behind:
+                r = canonical_role(dst, store.shape(dst))
+                behind[key] = TensorRole(key, r.role, _param_of(key), r.block, key, r.group, r.matters)
+    left = [k for k in src if k not in used]
+    guessed = assign_roles(left, src.shape, False, src.loader)
+    for key, role in [*behind.items(), *guessed.items()]:
+        name = key if key not in loaders else f"file:{key}"
+        loaders[name], infos[name] = src.loader(key), src.info(key)
+        roles[name] = TensorRole(name, role.role, role.param, role.block, role.slot, role.group, role.matters)
+    return TensorStore(loaders, infos), roles

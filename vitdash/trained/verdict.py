@@ -29,12 +29,13 @@ from vitdash.common.ordering import natural_sorted
 from vitdash.common.results import Progress, ProgressFn, finite_float, jsonable
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import infer_architecture
-from vitdash.load.checkpoint import Checkpoint
+from vitdash.load.buffers import Buffer, find_buffers
+from vitdash.load.checkpoint import Checkpoint, TensorStore
 from vitdash.trained import priors as P
 from vitdash.trained.filters import FilterStructure, filter_structure
 from vitdash.trained.moments import MOMENTS_SAMPLE, Moments, distances_from_constants, moments_many, random_entries
 from vitdash.trained.pos_embed import PosEmbedStructure, pos_embed_structure
-from vitdash.trained.roles import MATRIX_ROLES, TensorRole, assign_roles, weight_of
+from vitdash.trained.roles import MATRIX_ROLES, TensorRole, assign_roles, audit_view, weight_of
 from vitdash.trained.spectra import EXACT_MAX_DIM, SPECTRAL_MAX_SIDE, Spectrum, spectra
 
 # Structure z-scores (normal-score spectra: Tracy-Widom units; grid and filter tests: permutation z).
@@ -51,6 +52,11 @@ POWERFUL_DIM = 128
 LARGE_INIT_STD = 0.1
 TINY_INIT_STD = 1e-4
 FLAT_SPECTRUM = 0.9
+# Below this many values the distribution tests are weak (a 10-class head of a 64-wide model has 640): such a
+# tensor is called at init only when it fits one scheme exactly, together with the rest of its group.
+SMALL_TENSOR = 4096
+# Below this share of structural tensors showing structure, a "trained" verdict says its evidence is thin.
+THIN_EVIDENCE = 0.25
 LAYERSCALE_INITS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0)  # timm/DINOv2/CaiT/HF init_values
 
 VERDICTS = ("trained", "init", "unclear")
@@ -72,6 +78,8 @@ class _Reading:
     best: P.PriorFit | None = None  # best matching prior, if any matches
     has_priors: bool = False
     powerful: bool = False
+    schemes: frozenset[str] = frozenset()  # the schemes of every prior it matches
+    numel: int = 0
 
     @property
     def structured(self) -> bool:
@@ -164,6 +172,7 @@ class Audit:
     name: str
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
+    buffers: list[Buffer] = field(default_factory=list)  # computed tables, kept out of the evidence
 
     def tensor(self, name: str) -> TensorReport:
         for t in self.tensors:
@@ -182,7 +191,7 @@ class Audit:
                 "evidence": list(self.evidence), "at_init": list(self.at_init),
                 "at_init_groups": list(self.at_init_groups), "likely_init": self.likely_init,
                 "counts": dict(self.counts), "layout": self.layout, "canonical": self.canonical,
-                "name": self.name, "seconds": self.seconds,
+                "name": self.name, "seconds": self.seconds, "buffers": [b.to_dict() for b in self.buffers],
                 "tensors": [t.to_dict() for t in self.tensors]}
 
 
@@ -228,7 +237,8 @@ def _fits(ts: list[torch.Tensor], roles: list[TensorRole], weight_shape: tuple[i
         rows = [j for j, r in enumerate(roles) if prior in by_block[r.block]]
         for j, f in zip(rows, P.fit_many(prior, samples[rows], numel=[moms[j].sampled for j in rows],
                                          mean=[moms[j].mean for j in rows], std=[moms[j].std for j in rows],
-                                         constant=[moms[j].constant for j in rows], entries=entries[rows])):
+                                         constant=[moms[j].constant for j in rows], entries=entries[rows],
+                                         bounds=[(moms[j].min, moms[j].max) for j in rows])):
             fits[j].append(f)
     return [(mom, sample, sorted(f, key=lambda f: (not f.matches, f.ks, f.wasserstein)))
             for mom, sample, f in zip(moms, samples, fits)]
@@ -236,9 +246,7 @@ def _fits(ts: list[torch.Tensor], roles: list[TensorRole], weight_shape: tuple[i
 
 def tensor_fits(ckpt: Checkpoint, name: str, seed: int = 0) -> list[P.PriorFit]:
     """Every known prior's fit to one tensor, best first: what the page draws over its histogram."""
-    store = ckpt.tensors
-    names = [n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1]
-    roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)
+    store, roles = audit_view(ckpt)
     w = weight_of(name, roles)
     return _fits([store[name]], [roles[name]], store.shape(w) if w else None, _initializer_range(ckpt), seed)[0][2]
 
@@ -274,7 +282,8 @@ def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted, from_constant: dict
     reading, its stats, and its grid/filter structure tests."""
     mom, _, fits = fitted
     stats = TensorStats(mom, fits, from_constant)
-    r = _Reading(constant=mom.constant, has_priors=bool(fits))
+    r = _Reading(constant=mom.constant, has_priors=bool(fits), numel=mom.numel,
+                 schemes=frozenset(s for f in fits if f.matches for s in f.prior.schemes))
     if fits and fits[0].matches:
         r.best = fits[0]
         r.tiny = fits[0].prior.family != "constant" and fits[0].prior.std <= TINY_INIT_STD
@@ -326,7 +335,7 @@ def _describe_constant(role: TensorRole, value: float) -> str:
 
 
 def _tensor_verdict(r: _Reading, role: TensorRole, model_structured: bool, group_moved: bool,
-                    mean: float, shape: tuple[int, ...]) -> tuple[str, str]:
+                    mean: float, shape: tuple[int, ...], group_agrees: bool = True) -> tuple[str, str]:
     if r.structured:
         return "trained", r.structure_text
     if r.constant:
@@ -354,6 +363,10 @@ def _tensor_verdict(r: _Reading, role: TensorRole, model_structured: bool, group
                                "training: the values cannot tell")
         if group_moved and not (r.unstructured and r.powerful):
             return "unclear", f"{match}, but the rest of {role.group} has moved: it may just have moved little"
+        if r.numel < SMALL_TENSOR and not (r.best.exact and group_agrees):
+            return "unclear", (f"{match}, but {r.numel} values roughly fit a broad family of inits: it matches no "
+                               "scheme exactly (its std for this layer's fan-in, the distribution's shape and what "
+                               f"the rest of {role.group} did)")
         what = f"no structure ({r.structure_text}); " if r.structure is not None else ""
         return "init", what + match
     if r.structure is not None and r.unstructured and r.powerful:
@@ -394,12 +407,15 @@ def audit_bytes(ckpt: Checkpoint) -> int:
 def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -> Audit:
     """Read every floating-point tensor once, then decide per tensor and for the model."""
     start = time.perf_counter()
-    store = ckpt.tensors
-    names = natural_sorted(n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1
-                           and store.info(n).numel > 0)  # every table and chart lists blocks.2 before blocks.10
+    store, roles = audit_view(ckpt)
+    floats = natural_sorted(n for n in store if store.info(n).dtype.is_floating_point and len(store.shape(n)) >= 1
+                            and store.info(n).numel > 0)  # every table and chart lists blocks.2 before blocks.10
+    # Computed tables (sin-cos positions, masks) are no evidence either way: listed apart, not read.
+    buffers = find_buffers(TensorStore({n: store.loader(n) for n in floats}, {n: store.info(n) for n in floats}))
+    fixed = {b.name for b in buffers}
+    names = [n for n in floats if n not in fixed]
     if not names:
         raise VitdashError("the checkpoint holds no floating-point tensors to audit")
-    roles = assign_roles(names, store.shape, ckpt.canonical, store.loader)
     pos_layout = lru_cache(maxsize=1)(lambda: _pos_layout(ckpt))
     init_range = _initializer_range(ckpt)
     readings: dict[str, _Reading] = {}
@@ -450,13 +466,29 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     structural = [n for n in names if readings[n].structure is not None]
     structured = [n for n in structural if readings[n].structured]
     strongest = max((readings[n].structure for n in structured), default=0.0)
-    model_structured = len(structured) >= 2 or strongest >= 2 * TRAINED_Z
+    gains = [n for n in names if roles[n].role == "norm" and roles[n].param == "weight"]
+    moved_gains = [n for n in gains if not readings[n].constant and readings[n].best is None]
+    # Every scheme starts a norm gain at exactly 1, so gains spread off it show training even where the matrices are
+    # too small for their spectra to show it. Shuffled entries spread them too; that is told apart where a matrix is
+    # large enough that training always leaves outliers and this one shows none.
+    powerful_blank = any(readings[n].unstructured and readings[n].powerful for n in structural)
+    gains_moved = len(moved_gains) >= 2 and 2 * len(moved_gains) >= len(gains) and not powerful_blank
+    model_structured = len(structured) >= 2 or strongest >= 2 * TRAINED_Z or gains_moved
     moved_groups = {roles[n].group for n in names if readings[n].departs}
+
+    members_of: dict[str, list[str]] = defaultdict(list)
+    for n in names:
+        members_of[roles[n].group].append(n)
+
+    def agrees(n: str) -> bool:
+        """Every other member of its group that has priors matches one of the schemes this tensor matches."""
+        return all(readings[n].schemes & readings[m].schemes for m in members_of[roles[n].group]
+                   if m != n and readings[m].has_priors)
 
     reports = []
     for n in names:
         verdict, reason = _tensor_verdict(readings[n], roles[n], model_structured, roles[n].group in moved_groups,
-                                          finite_float(stats[n].moments.mean) or 0.0, store.shape(n))
+                                          finite_float(stats[n].moments.mean) or 0.0, store.shape(n), agrees(n))
         ro = roles[n]
         reports.append(TensorReport(n, ro.role, ro.param, ro.block, ro.slot, ro.group, ro.matters,
                                     list(store.shape(n)), verdict, reason, stats[n]))
@@ -479,6 +511,8 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     verdict = "init" if not model_structured else ("partial" if at_init else "trained")
 
     counts = Counter(t.verdict for t in reports)
+    if buffers:
+        counts["fixed"] = len(buffers)
     likely = _likely_init(at_init, readings)
     share_struct = len(structured) / max(len(structural), 1)
     if verdict == "init":
@@ -492,11 +526,14 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
         trained_share = sum(readings[n].structured for n in rest) / max(len(rest), 1)
         conf = _confidence(min(init_share, 2 * trained_share))
     evidence = _evidence(verdict, names, roles, readings, by_name, structural, structured, at_groups, likely)
-    summary = _summary(verdict, structural, structured, at_groups, likely)
+    summary = _summary(verdict, structural, structured, at_groups, likely, (len(moved_gains), len(gains)))
+    if buffers:
+        evidence.append(f"Left out as computed, not learned: {', '.join(f'{b.name} ({b.kind})' for b in buffers[:6])}"
+                        + (f" and {len(buffers) - 6} more" if len(buffers) > 6 else "") + ".")
     return Audit(verdict=verdict, confidence=conf, summary=summary, evidence=evidence, at_init=at_init,
                  at_init_groups=at_groups, likely_init=likely, tensors=reports, layout=ckpt.layout,
                  canonical=ckpt.canonical, name=ckpt.name, seconds=round(time.perf_counter() - start, 3),
-                 counts=dict(counts))
+                 counts=dict(counts), buffers=buffers)
 
 
 def _likely_init(at_init: list[str], readings: dict[str, _Reading]) -> str | None:
@@ -517,13 +554,19 @@ def _likely_init(at_init: list[str], readings: dict[str, _Reading]) -> str | Non
 
 
 def _summary(verdict: str, structural: list[str], structured: list[str], at_groups: list[str],
-             likely: str | None) -> str:
+             likely: str | None, gains: tuple[int, int] = (0, 0)) -> str:
     if verdict == "init":
         tail = f"; its values match {likely}'s init" if likely else ""
         return f"At init (untrained): none of {len(structural)} structural tensors shows training{tail}."
     if verdict == "partial":
         return (f"Partial: {', '.join(at_groups)} {'is' if len(at_groups) == 1 else 'are'} at init; "
                 f"{len(structured)} of {len(structural)} structural tensors elsewhere show training.")
+    if len(structured) < THIN_EVIDENCE * len(structural):
+        moved = (f"; {gains[0]} of {gains[1]} norm gains have moved off the 1 every init starts them at"
+                 if gains[0] else "")
+        return (f"Trained, on thin evidence: only {len(structured)} of {len(structural)} structural tensors show "
+                f"learned structure{moved}. The rest show neither training nor a known init: the model was trained, "
+                "but how much cannot be read from its weights.")
     return f"Trained: {len(structured)} of {len(structural)} structural tensors show learned structure."
 
 
