@@ -6,6 +6,7 @@ and Hugging Face inits, DINOv2 mixtures, shuffled entries, the demo pair) lives 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.demo_utils import demo_cache_dir
 from tests.implementations import states as S
@@ -72,3 +73,17 @@ def test_shared_files_are_trained(shared_dir):
         result = audit(load(entry.source))
         assert result.verdict == "trained", (entry.name, result.summary)
         assert result.at_init == [], (entry.name, result.at_init)
+
+
+def test_norm_gains_sharing_a_channel_pattern_show_training_and_noise_does_not():
+    from vitdash.trained.norm_gains import gain_structure
+    from vitdash.trained.verdict import TRAINED_Z
+
+    g = torch.Generator().manual_seed(0)
+    noise = [1 + 0.05 * torch.randn(64, generator=g) for _ in range(6)]
+    pattern = torch.randn(64, generator=g)
+    trained = [1 + 0.05 * (pattern + torch.randn(64, generator=g)) for _ in range(6)]
+    shuffled = [t[torch.randperm(64, generator=g)] for t in trained]
+    assert gain_structure(noise).z < 3 and gain_structure(shuffled).z < 3
+    assert gain_structure(trained).z > TRAINED_Z
+    assert gain_structure(trained[:2]) is None  # two layers are too few to tell

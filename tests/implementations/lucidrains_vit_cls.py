@@ -18,8 +18,8 @@ NOTES = """
 * Blocks are pre-norm but the LNs live INSIDE the sublayers: `layers.i.0.norm` (attention) and
   `layers.i.1.net.0` (feed-forward). Fused `to_qkv` has no bias; split order (3, heads, dim_head) like timm.
   `to_out` is `Sequential(Linear, Dropout)` -> `to_out.0.*` (absent entirely when heads == 1 and dim_head == dim).
-* Final LN is `transformer.norm`, applied to all tokens; then pool (cls token or mean over ALL tokens,
-  cls included when pool='mean' has none) -> `mlp_head` (a plain Linear in this version).
+* Final LN is `transformer.norm`, applied to all tokens; then pool (x[:, 0] for 'cls'; mean over all tokens for
+  'mean', where there is no cls token) -> `mlp_head` (a plain Linear in this version).
 * attention inner dim = heads * dim_head (may differ from dim). GELU is exact (erf).
 """
 

@@ -26,6 +26,8 @@ NOTES = """
   d (no even/odd split), shape (max_len, 1, D) for sequence-first input.
 * Encoder/decoder layers: residual adds only, no norms; activation LeakyReLU(negative_slope=True) == identity.
 * forward(src, tgt) -> (x1, x2): two decoding phases, the second conditioned on the squared error of the first.
+* As upstream, the target (the window's last step) is also the last row of the input window, so the trained
+  reconstruction error is tiny (0.003 vs 0.15 for predicting the mean).
 """
 
 

@@ -15,9 +15,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     ckpt = load_or_exit(args.path)
     result = ckpt.to_dict() | describe(ckpt)
+    tables = (f" ({ckpt.num_learned_params / 1e6:.2f} M learned; computed tables: "
+              + ", ".join(f"{b.name} ({b.kind})" for b in ckpt.buffers[:3])
+              + (f" and {len(ckpt.buffers) - 3} more" if len(ckpt.buffers) > 3 else "") + ")") if ckpt.buffers else ""
+    family = result.get("family") or {}
     summary = (f"{ckpt.name}: {ckpt.format} file, {ckpt.layout} layout, {len(ckpt.tensors)} tensors, "
-               f"{ckpt.num_params / 1e6:.2f} M params, ViT: {'yes' if ckpt.is_vit else 'no'}\n"
-               f"sha256 {ckpt.sha256}"
+               f"{ckpt.num_params / 1e6:.2f} M params{tables}, ViT: {'yes' if ckpt.is_vit else 'no'}\n"
+               + (f"{family['summary']}\n" if family.get("summary") else "")
+               + f"sha256 {ckpt.sha256}"
+               + "".join(f"\nnote: {n}" for n in ckpt.metadata.get("mapping_notes", []) if ckpt.layout == "custom")
                + "".join(f"\nwarning: {w}" for w in ckpt.warnings))
     emit(result, args, summary)
     return 0

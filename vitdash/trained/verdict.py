@@ -34,6 +34,7 @@ from vitdash.load.checkpoint import Checkpoint, TensorStore
 from vitdash.trained import priors as P
 from vitdash.trained.filters import FilterStructure, filter_structure
 from vitdash.trained.moments import MOMENTS_SAMPLE, Moments, distances_from_constants, moments_many, random_entries
+from vitdash.trained.norm_gains import GainStructure, gain_structure
 from vitdash.trained.pos_embed import PosEmbedStructure, pos_embed_structure
 from vitdash.trained.roles import MATRIX_ROLES, TensorRole, assign_roles, audit_view, weight_of
 from vitdash.trained.spectra import EXACT_MAX_DIM, SPECTRAL_MAX_SIDE, Spectrum, spectra
@@ -173,6 +174,7 @@ class Audit:
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)  # computed tables, kept out of the evidence
+    norm_gains: GainStructure | None = None  # the cross-layer test on the norm gains, where it applies
 
     def tensor(self, name: str) -> TensorReport:
         for t in self.tensors:
@@ -192,6 +194,7 @@ class Audit:
                 "at_init_groups": list(self.at_init_groups), "likely_init": self.likely_init,
                 "counts": dict(self.counts), "layout": self.layout, "canonical": self.canonical,
                 "name": self.name, "seconds": self.seconds, "buffers": [b.to_dict() for b in self.buffers],
+                "norm_gains": self.norm_gains.to_dict() if self.norm_gains else None,
                 "tensors": [t.to_dict() for t in self.tensors]}
 
 
@@ -466,14 +469,9 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
     structural = [n for n in names if readings[n].structure is not None]
     structured = [n for n in structural if readings[n].structured]
     strongest = max((readings[n].structure for n in structured), default=0.0)
-    gains = [n for n in names if roles[n].role == "norm" and roles[n].param == "weight"]
-    moved_gains = [n for n in gains if not readings[n].constant and readings[n].best is None]
-    # Every scheme starts a norm gain at exactly 1, so gains spread off it show training even where the matrices are
-    # too small for their spectra to show it. Shuffled entries spread them too; that is told apart where a matrix is
-    # large enough that training always leaves outliers and this one shows none.
-    powerful_blank = any(readings[n].unstructured and readings[n].powerful for n in structural)
-    gains_moved = len(moved_gains) >= 2 and 2 * len(moved_gains) >= len(gains) and not powerful_blank
-    model_structured = len(structured) >= 2 or strongest >= 2 * TRAINED_Z or gains_moved
+    gains = _gain_structure(names, roles, readings, store, seed)
+    model_structured = (len(structured) >= 2 or strongest >= 2 * TRAINED_Z
+                        or (gains is not None and gains.z >= TRAINED_Z))
     moved_groups = {roles[n].group for n in names if readings[n].departs}
 
     members_of: dict[str, list[str]] = defaultdict(list)
@@ -526,14 +524,18 @@ def audit(ckpt: Checkpoint, progress: ProgressFn | None = None, seed: int = 0) -
         trained_share = sum(readings[n].structured for n in rest) / max(len(rest), 1)
         conf = _confidence(min(init_share, 2 * trained_share))
     evidence = _evidence(verdict, names, roles, readings, by_name, structural, structured, at_groups, likely)
-    summary = _summary(verdict, structural, structured, at_groups, likely, (len(moved_gains), len(gains)))
+    if gains is not None:
+        evidence.append(f"Norm gains: their deviations from 1 correlate channel by channel across {gains.layers} "
+                        f"layers (mean |r| {gains.mean_abs_corr:.2f} against {gains.null_mean:.2f} for shuffled "
+                        f"channels, z={gains.z:.1f}).")
+    summary = _summary(verdict, structural, structured, at_groups, likely, gains)
     if buffers:
         evidence.append(f"Left out as computed, not learned: {', '.join(f'{b.name} ({b.kind})' for b in buffers[:6])}"
                         + (f" and {len(buffers) - 6} more" if len(buffers) > 6 else "") + ".")
     return Audit(verdict=verdict, confidence=conf, summary=summary, evidence=evidence, at_init=at_init,
                  at_init_groups=at_groups, likely_init=likely, tensors=reports, layout=ckpt.layout,
                  canonical=ckpt.canonical, name=ckpt.name, seconds=round(time.perf_counter() - start, 3),
-                 counts=dict(counts), buffers=buffers)
+                 counts=dict(counts), buffers=buffers, norm_gains=gains)
 
 
 def _likely_init(at_init: list[str], readings: dict[str, _Reading]) -> str | None:
@@ -553,8 +555,19 @@ def _likely_init(at_init: list[str], readings: dict[str, _Reading]) -> str | Non
     return scheme if 2 * count >= len(voters) else None
 
 
+def _gain_structure(names: list[str], roles: dict[str, TensorRole], readings: dict[str, _Reading],
+                    store: TensorStore, seed: int) -> GainStructure | None:
+    """The cross-layer test on the norm gains of the most common width that have moved off their constant."""
+    moved = [n for n in names if roles[n].role == "norm" and roles[n].param == "weight" and not readings[n].constant]
+    widths = Counter(store.shape(n) for n in moved)
+    if not widths:
+        return None
+    shape = widths.most_common(1)[0][0]
+    return gain_structure([store[n] for n in moved if store.shape(n) == shape], seed=seed)
+
+
 def _summary(verdict: str, structural: list[str], structured: list[str], at_groups: list[str],
-             likely: str | None, gains: tuple[int, int] = (0, 0)) -> str:
+             likely: str | None, gains: GainStructure | None = None) -> str:
     if verdict == "init":
         tail = f"; its values match {likely}'s init" if likely else ""
         return f"At init (untrained): none of {len(structural)} structural tensors shows training{tail}."
@@ -562,8 +575,8 @@ def _summary(verdict: str, structural: list[str], structured: list[str], at_grou
         return (f"Partial: {', '.join(at_groups)} {'is' if len(at_groups) == 1 else 'are'} at init; "
                 f"{len(structured)} of {len(structural)} structural tensors elsewhere show training.")
     if len(structured) < THIN_EVIDENCE * len(structural):
-        moved = (f"; {gains[0]} of {gains[1]} norm gains have moved off the 1 every init starts them at"
-                 if gains[0] else "")
+        moved = (f"; the norm gains of {gains.layers} layers share a channel pattern (z={gains.z:.1f}), which no "
+                 "init or noise has" if gains is not None and gains.z >= TRAINED_Z else "")
         return (f"Trained, on thin evidence: only {len(structured)} of {len(structural)} structural tensors show "
                 f"learned structure{moved}. The rest show neither training nor a known init: the model was trained, "
                 "but how much cannot be read from its weights.")

@@ -720,7 +720,7 @@ def _finish(builder: _Builder, block: _Block, stack: _Stack, scope: str) -> Cano
                  "kv": f"a q Linear and a fused kv Linear ({', '.join(m.path for m in block.q)}), concatenated",
                  "per_head": f"one q/k/v Linear per head ({block.heads} heads), concatenated in head order",
                  "per_head_slices": f"one q/k/v Linear per head ({block.heads} heads) on its own slice of the token"}
-    notes = [f"recognized by structure: {stack.depth} blocks under {stack.container}, width {block.dim}, attention "
+    notes = [f"recognized by structure: {stack.depth} block{'s' if stack.depth != 1 else ''} under {stack.container}, width {block.dim}, attention "
              f"width {block.attn_dim} from {qkv_words[block.qkv]}"
              + (", no output projection" if block.proj is None else "")]
     if scope:
