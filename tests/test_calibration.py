@@ -22,7 +22,9 @@ FRESH = [n for n in VITS if S.module(n).HEAD and n != "clip_homegrown"]
 
 @pytest.fixture(scope="module")
 def impl_cache(request):
-    return demo_cache_dir(request.config, "vitdash-implementation-states")
+    folder = demo_cache_dir(request.config, "vitdash-implementation-states")
+    S.ensure(folder)
+    return folder
 
 
 def _audit(sd, name):

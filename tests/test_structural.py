@@ -25,13 +25,16 @@ from vitdash.load.sources import checkpoint_from_state_dict, load
 
 VITS = [n for n in S.names() if S.module(n).EXPECTED["is_vit"]]
 NEGATIVES = [n for n in S.names() if not S.module(n).EXPECTED["is_vit"]]
+_IMAGE = Image.fromarray((np.random.default_rng(1).random((40, 40, 3)) * 255).astype("uint8"))
 # What a config would say and the weights cannot: the norm placement and activation of every block.
 _NOT_SHOWN = {"block": "norm placement", "act": "activation"}
 
 
 @pytest.fixture(scope="session")
 def impl_cache(request):
-    return demo_cache_dir(request.config, "vitdash-implementation-states")
+    folder = demo_cache_dir(request.config, "vitdash-implementation-states")
+    S.ensure(folder)
+    return folder
 
 
 def _load(sd: dict[str, torch.Tensor], tmp_path, name: str):
@@ -92,6 +95,9 @@ def test_architecture_of_public_implementations(name, impl_cache, tmp_path):
     if arch.not_in_timm:
         with pytest.raises(VitdashError, match="cannot compute"):
             build_model(ckpt, arch)
+    else:  # attention rollout runs on every one that maps to timm
+        heat = np.asarray(explain_images(ckpt, [_IMAGE])[0].map)
+        assert heat.shape == arch.grid_size and np.isfinite(heat).all()
     assert not [k for k in ckpt.unmapped_keys if k not in ckpt.unmapped_reasons and not k.startswith(
         ("decoder", "mask_token"))], ckpt.unmapped_keys
 
@@ -121,8 +127,7 @@ def test_same_output_as_the_source_implementation(name, impl_cache, tmp_path):
         ref = _source_output(mod, source, x)
         ours = model(x).softmax(-1) if exp["output"] == "probs" else model(x)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
-    image = Image.fromarray((torch.rand(40, 40, 3, generator=torch.Generator().manual_seed(1)) * 255).byte().numpy())
-    result = explain_images(ckpt, [image], model=model)[0]
+    result = explain_images(ckpt, [_IMAGE], model=model)[0]
     heat = np.asarray(result.map)
     assert heat.shape == tuple(int(g) for g in model.patch_embed.grid_size) and np.isfinite(heat).all()
 
@@ -215,3 +220,47 @@ def test_shared_files_by_structure(shared_dir, fname, ref_cls, truth):
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+# ---- timm's own ViT in someone else's names: every option the recognizer maps onto timm ---------------------------
+
+_DISGUISE = [  # (timm name pattern, a hand-written ViT's name); order as the modules are defined in timm
+    (r"^cls_token$", "class_token"), (r"^reg_token$", "register_tokens"), (r"^pos_embed$", "position"),
+    (r"^patch_embed\.proj\.", "embed.conv."), (r"^patch_embed\.norm\.", "embed.ln."),
+    (r"^blocks\.(\d+)\.norm1\.", r"transformer.layer.\1.ln_attn."),
+    (r"^blocks\.(\d+)\.attn\.qkv\.", r"transformer.layer.\1.attention.qkv_proj."),
+    (r"^blocks\.(\d+)\.attn\.proj\.", r"transformer.layer.\1.attention.out."),
+    (r"^blocks\.(\d+)\.norm2\.", r"transformer.layer.\1.ln_ffn."),
+    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"transformer.layer.\1.ffn.expand."),
+    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"transformer.layer.\1.ffn.contract."),
+    (r"^norm\.", "final_ln."), (r"^fc_norm\.", "pool_norm."), (r"^head\.", "classifier."),
+]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(),
+    dict(class_token=False, global_pool="avg", fc_norm=True),
+    dict(no_embed_class=True, reg_tokens=2, qkv_bias=False),
+    dict(embed_norm_layer="layernorm", class_token=False, global_pool="avg", fc_norm=False),
+])
+def test_timm_vit_in_other_names(kwargs):
+    import re
+
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    ref = VisionTransformer(img_size=32, patch_size=8, in_chans=3, num_classes=7, embed_dim=48, depth=2,
+                            num_heads=4, **kwargs).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+
+    def rename(k: str) -> str:
+        return next((re.sub(pat, rep, k) for pat, rep in _DISGUISE if re.match(pat, k)), k)
+
+    sd = {rename(k): v for k, v in ref.state_dict().items()}
+    ckpt = checkpoint_from_state_dict(sd, metadata={"layer_norm_eps": 1e-6, "num_heads": 4})
+    assert ckpt.layout == "custom" and not ckpt.unmapped_keys, ckpt.unmapped_keys
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(build_model(ckpt)(x), ref(x), rtol=1e-4, atol=1e-5)

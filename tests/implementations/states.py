@@ -6,17 +6,20 @@ see common.py):
     trained     after TRAIN['steps'] Adam steps (batch 64) on scikit-learn's digits, upscaled to the module's
                 image size and normalised to [-1, 1]
     fresh_head  the trained body with the HEAD keys taken from a fresh build() (seed 1): the module's own init
-The cache key hashes this file, common.py and the module's source (and the package modules it reuses), so an
-edited module is retrained, never hidden by an older state.
+The cache key hashes the training code, common.py and the module's source (and the package modules it reuses), so
+an edited module or recipe is retrained, never hidden by an older state.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
 import inspect
+import multiprocessing
+import os
 import shutil
 import tempfile
 import types
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +46,12 @@ def module(name: str) -> types.ModuleType:
 
 
 def _key(mod: types.ModuleType) -> str:
+    """The training recipe (this file's training code and constants, common.py) and the module's source, with the
+    package modules it reuses."""
     reused = sorted({v.__name__ for v in vars(mod).values()
                      if isinstance(v, types.ModuleType) and v.__name__.startswith(PACKAGE)} | {mod.__name__})
-    h = hashlib.sha256(Path(__file__).read_bytes() + (HERE / "common.py").read_bytes())
+    recipe = "".join(inspect.getsource(f) for f in (_train, digits, images)) + repr((DEFAULT_STEPS, DEFAULT_LR, BATCH))
+    h = hashlib.sha256(recipe.encode() + (HERE / "common.py").read_bytes())
     for name in reused:
         h.update(inspect.getsource(importlib.import_module(name)).encode())
     h.update(torch.__version__.encode())
@@ -107,10 +113,26 @@ def _train(mod: types.ModuleType) -> States:
     return States(init, trained, fresh, head_keys)
 
 
+def _folder(name: str, cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"{name}-{_key(module(name))}"
+
+
+def ensure(cache_dir: Path, wanted: list[str] | None = None) -> None:
+    """Train every module not cached yet, one process per core (each trains on one thread): a fresh checkout
+    trains the lot in about half the time one process would take."""
+    missing = [n for n in (wanted or names()) if not (_folder(n, cache_dir) / "trained.pt").is_file()]
+    workers = min(len(missing), os.cpu_count() or 1, 4)
+    if workers < 2:
+        for n in missing:
+            states(n, cache_dir)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(states, missing, [Path(cache_dir)] * len(missing)))
+
+
 def states(name: str, cache_dir: Path) -> States:
     """The module's three states, from the cache or trained now (seconds per module, one thread)."""
-    mod = module(name)
-    folder = Path(cache_dir) / f"{name}-{_key(mod)}"
+    folder = _folder(name, cache_dir)
     files = {k: folder / f"{k}.pt" for k in ("init", "trained", "fresh_head", "head_keys")}
     if files["trained"].is_file():
         load = lambda p: torch.load(p, weights_only=True, map_location="cpu") if p.is_file() else None  # noqa: E731
@@ -119,7 +141,7 @@ def states(name: str, cache_dir: Path) -> States:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        st = _train(mod)
+        st = _train(module(name))
     finally:
         torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name, dir=cache_dir))
@@ -131,4 +153,7 @@ def states(name: str, cache_dir: Path) -> States:
         tmp.rename(folder)
     except OSError:  # another process cached it first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
+    for stale in Path(cache_dir).glob(f"{name}-*"):  # states of an older recipe or module source
+        if stale.is_dir() and stale != folder and len(stale.name) == len(folder.name):
+            shutil.rmtree(stale, ignore_errors=True)
     return st

@@ -222,7 +222,8 @@ def match(arch: ArchSpec, hint: str | None = None) -> FamilyMatch:
     notes = []
     if not heads_known:
         notes.append(f"heads were not compared: the checkpoint does not state them ({arch.heads_source})")
-    at = f" at {arch.img_size[0]} px" if arch.img_size[0] == arch.img_size[1] else f" at {arch.img_size[0]}x{arch.img_size[1]} px"
+    h, w = arch.img_size
+    at = f" at {h} px" if h == w else f" at {h}x{w} px"
     what = (f"{arch.embed_dim} wide, {arch.depth} deep, patch {arch.patch_size}"
             + ("" if arch.pos_embed == "none" else at))  # without a position table the image size is not stored
     return FamilyMatch(name=row["label"], family=row["family"], kind=kind, exact=kind == "exact",

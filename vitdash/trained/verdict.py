@@ -36,7 +36,7 @@ from vitdash.trained.filters import FilterStructure, filter_structure
 from vitdash.trained.moments import MOMENTS_SAMPLE, Moments, distances_from_constants, moments_many, random_entries
 from vitdash.trained.norm_gains import GainStructure, gain_structure
 from vitdash.trained.pos_embed import PosEmbedStructure, pos_embed_structure
-from vitdash.trained.roles import MATRIX_ROLES, TensorRole, assign_roles, audit_view, weight_of
+from vitdash.trained.roles import MATRIX_ROLES, TensorRole, audit_view, weight_of
 from vitdash.trained.spectra import EXACT_MAX_DIM, SPECTRAL_MAX_SIDE, Spectrum, spectra
 
 # Structure z-scores (normal-score spectra: Tracy-Widom units; grid and filter tests: permutation z).

@@ -60,11 +60,6 @@ def _last_name(path: str) -> str:
     return next((p for p in reversed(path.split(".")) if not p.isdigit()), "").lower()
 
 
-def _index_of(path: str) -> int:
-    nums = [int(p) for p in path.split(".") if p.isdigit()]
-    return nums[-1] if nums else 0
-
-
 def _join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
@@ -205,8 +200,8 @@ def _attention(r: _Reader, mods: dict[str, _Module], width: int | None) -> tuple
     if len(fused) == 1:
         out, dim = r.linear(fused[0])
         return "fused", fused, dim, out // 3
-    by_role = {role: sorted((m for p, m in linears.items() if rx.fullmatch(_last_name(p))), key=lambda m: _natural(m.path))
-               for role, rx in _ROLE.items()}
+    by_role = {role: sorted((m for p, m in linears.items() if rx.fullmatch(_last_name(p))),
+                            key=lambda m: _natural(m.path)) for role, rx in _ROLE.items()}
     kv = [m for p, m in linears.items() if _KV.fullmatch(_last_name(p))]
     if len(by_role["q"]) == 1 and not by_role["k"] and not by_role["v"] and len(kv) == 1:
         (a, dim), (b, _) = r.linear(by_role["q"][0]), r.linear(kv[0])
@@ -358,9 +353,11 @@ def _activation(meta: dict, blk: _Block) -> tuple[str, str, bool]:
     if blk.torch_layer:
         if blk.placement == "post_ln":
             return "relu", "nn.TransformerEncoderLayer's default", False
-        return "gelu", "a norm_first=True nn.TransformerEncoderLayer stack is a ViT-style one, where GELU is the rule", False
+        return ("gelu", "a norm_first=True nn.TransformerEncoderLayer stack is a ViT-style one, where GELU is the rule",
+                False)
     if {_last_name(blk.fc1.path), _last_name(blk.fc2.path)} == {"linear1", "linear2"}:
-        return "relu", "the MLP is named like nn.TransformerEncoderLayer's (linear1/linear2), whose default is ReLU", False
+        return ("relu", "the MLP is named like nn.TransformerEncoderLayer's (linear1/linear2), whose default is ReLU",
+                False)
     if {_last_name(blk.fc1.path), _last_name(blk.fc2.path)} == {"c_fc", "c_proj"}:
         return "quick_gelu", "OpenAI CLIP's names (c_fc/c_proj), whose MLP uses QuickGELU", False
     return "gelu", "the ViT convention", False
@@ -500,6 +497,11 @@ class _Builder:
                 if o != dim:
                     return None
                 self._pair("patch_embed.proj", conv)
+                parent = conv.path.rpartition(".")[0]
+                after = [m for m in mods.values() if parent and m.path.rpartition(".")[0] == parent
+                         and self.r.norm(m) == dim]
+                if len(after) == 1:  # a LayerNorm on the patch tokens (timm's patch_embed.norm)
+                    self._pair("patch_embed.norm", after[0])
                 return conv.path
             self._compose(conv, pick[0], (dim, chans, kh, kw))
             return conv.path
@@ -537,7 +539,7 @@ class _Builder:
         return lin.path
 
     def _compose(self, conv: _Module, lin: _Module, shape: tuple[int, ...]) -> None:
-        """A conv to o channels followed by a Linear(o, dim) is one conv to dim channels (bias: W_lin b_conv + b_lin)."""
+        """A conv to o channels then a Linear(o, dim) is one conv to dim channels (bias: W_lin b_conv + b_lin)."""
         o = self.r.shape(conv.params["weight"])[0]
         self.canon.put("patch_embed.proj.weight", [conv.params["weight"], lin.params["weight"]], shape,
                        lambda wc, wl: torch.einsum("do,ochw->dchw", wl, wc))
@@ -549,7 +551,8 @@ class _Builder:
             return out + next(it) if lb else out
 
         if cb or lb:
-            self.canon.put("patch_embed.proj.bias", [lin.params["weight"]] + [k for k in (cb, lb) if k], (shape[0],), bias)
+            self.canon.put("patch_embed.proj.bias", [lin.params["weight"]] + [k for k in (cb, lb) if k], (shape[0],),
+                           bias)
         self.canon.derived |= {"patch_embed.proj.weight", "patch_embed.proj.bias"}
         self.found.notes.append(f"patch embedding: the conv {conv.path} ({o} channels) followed by the Linear "
                                 f"{lin.path}, composed into one {shape[2]}x{shape[3]} convolution")
@@ -581,7 +584,8 @@ class _Builder:
                     tokens[kind] = k
         for kind, k in tokens.items():
             if kind == "mask":
-                self.found.notes.append(f"{k} (used only for masked-image pretraining) is not part of the inference model")
+                self.found.notes.append(f"{k} (used only for masked-image pretraining) is not part of the inference "
+                                        "model")
                 continue
             n = math.prod(r.shape(k)) // dim
             c.put(f"{kind}_token", k, (1, n, dim), lambda t, n=n: t.reshape(1, n, dim))
@@ -614,7 +618,8 @@ class _Builder:
                 pre_logits, heads = m, nxt
                 break
         if len(heads) > 1:
-            named = sorted((m for m in heads if _HEAD.search(_last_name(m.path) or m.path)), key=lambda m: _natural(m.path))
+            named = sorted((m for m in heads if _HEAD.search(_last_name(m.path) or m.path)),
+                           key=lambda m: _natural(m.path))
             heads = named or heads
         head = dist_head = None
         if has_dist and len(heads) >= 2:
@@ -652,7 +657,8 @@ class _Builder:
                 continue
             if _PRE_STACK.search(m.path):
                 pre.append(m)
-            elif head_parent and m.path.rpartition(".")[0] == head_parent:
+            elif (head_parent and m.path.rpartition(".")[0] == head_parent) or re.search(
+                    r"(fc_norm|head_norm|pool_norm|norm_head)", m.path, re.I):
                 on_pooled.append(m)
             else:
                 final.append(m)
@@ -715,12 +721,14 @@ def _finish(builder: _Builder, block: _Block, stack: _Stack, scope: str) -> Cano
     c.metadata.update(norm_eps=float(eps), block=block.placement, hidden_act=block.act)
     if block.heads:
         c.metadata.update(num_heads=block.heads, num_heads_from="one projection per head in the file")
-    qkv_words = {"mha": "nn.MultiheadAttention's in_proj (q, k, v rows)", "fused": f"one fused Linear ({block.q[0].path})",
+    qkv_words = {"mha": "nn.MultiheadAttention's in_proj (q, k, v rows)",
+                 "fused": f"one fused Linear ({block.q[0].path})",
                  "separate": f"separate q/k/v Linears ({', '.join(m.path for m in block.q)}), concatenated",
                  "kv": f"a q Linear and a fused kv Linear ({', '.join(m.path for m in block.q)}), concatenated",
                  "per_head": f"one q/k/v Linear per head ({block.heads} heads), concatenated in head order",
                  "per_head_slices": f"one q/k/v Linear per head ({block.heads} heads) on its own slice of the token"}
-    notes = [f"recognized by structure: {stack.depth} block{'s' if stack.depth != 1 else ''} under {stack.container}, width {block.dim}, attention "
+    blocks = f"{stack.depth} block{'s' if stack.depth != 1 else ''}"
+    notes = [f"recognized by structure: {blocks} under {stack.container}, width {block.dim}, attention "
              f"width {block.attn_dim} from {qkv_words[block.qkv]}"
              + (", no output projection" if block.proj is None else "")]
     if scope:
