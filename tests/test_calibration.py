@@ -1,5 +1,5 @@
 """The training verdict on every public implementation's init, trained and trained-with-a-fresh-head states, and on
-every real file in ../shared: at init -> random, trained -> trained, fresh head -> partial with exactly the head
+every real file in ../shared: at init -> init, trained -> trained, fresh head -> partial with exactly the head
 (what the implementation re-initializes, in vitdash's groups) at init. The earlier calibration (timm, torchvision
 and Hugging Face inits, DINOv2 mixtures, shuffled entries, the demo pair) lives in tests/test_verdict.py.
 """
@@ -35,7 +35,7 @@ def _audit(sd, name):
 def test_init_is_random_and_trained_is_trained(name, impl_cache):
     st = S.states(name, impl_cache)
     init = _audit(st.init, f"{name} (init)")
-    assert init.verdict == "random", init.summary
+    assert init.verdict == "init", init.summary
     trained = _audit(st.trained, f"{name} (trained)")
     assert trained.verdict == "trained", (trained.summary, trained.at_init_groups)
     assert trained.at_init == []
@@ -50,7 +50,7 @@ def test_fresh_head_is_partial_with_exactly_the_head(name, impl_cache):
     head = set(st.head_keys)
 
     def from_head(t) -> bool:  # every file tensor behind this report is one the implementation re-initialized
-        return set(ckpt.sources.get(t.name, [t.name.removeprefix("file:")])) <= head
+        return set(ckpt.origins.get(t.name, [t.name.removeprefix("file:")])) <= head
 
     groups = {t.group for t in result.tensors if from_head(t)}
     assert set(result.at_init_groups) == groups, (result.at_init_groups, groups)
@@ -58,11 +58,11 @@ def test_fresh_head_is_partial_with_exactly_the_head(name, impl_cache):
 
 
 def test_sin_cos_tables_are_kept_out_of_the_evidence(impl_cache):
-    """A model at PyTorch's init with a sin-cos position buffer is random, the table listed apart as computed."""
+    """A model at PyTorch's init with a sin-cos position buffer reads init, the table listed apart as computed."""
     st = S.states("medium_sincos_buffer_vit", impl_cache)
     ckpt = checkpoint_from_state_dict(st.init, name="sin-cos at init")
     result = audit(ckpt)
-    assert result.verdict == "random", result.summary
+    assert result.verdict == "init", result.summary
     assert [b.to_dict() for b in result.buffers] == [{"name": "pos_embed", "kind": "sincos"}]
     assert "pos_embed" not in {t.name for t in result.tensors} and result.counts["fixed"] == 1
     d = ckpt.to_dict()

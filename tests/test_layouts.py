@@ -235,8 +235,8 @@ class _SuperGradientsViT(nn.Module):
 
 
 @pytest.mark.parametrize("ref_cls,heads,layout,layout_note", [
-    (_MHAViT, 4, "nn.MultiheadAttention", "MultiheadAttention"),
-    (_LucidrainsViT, 4, "vit-pytorch", "patch embedding"),
+    (_MHAViT, 4, "structure", "MultiheadAttention"),
+    (_LucidrainsViT, 4, "structure", "patch embedding"),
     (_SuperGradientsViT, 4, "supergradients", "SuperGradients"),
 ])
 def test_custom_layouts(ref_cls, heads, layout, layout_note):
@@ -254,8 +254,8 @@ def test_custom_layouts(ref_cls, heads, layout, layout_note):
 
 
 @pytest.mark.parametrize("fname,layout,ref_cls,kwargs", [
-    ("fmnist_vit_custom.pth", "nn.MultiheadAttention", _MHAViT, dict(heads=4)),
-    ("mnist_vit_lucidrains_layout.pt", "vit-pytorch", _LucidrainsViT, dict(depth=6, heads=4)),
+    ("fmnist_vit_custom.pth", "structure", _MHAViT, dict(heads=4)),
+    ("mnist_vit_lucidrains_layout.pt", "structure", _LucidrainsViT, dict(depth=6, heads=4)),
 ])
 def test_shared_custom_files_match_reference(shared_dir, fname, layout, ref_cls, kwargs):
     path = shared_dir / "checkpoints" / fname

@@ -206,7 +206,7 @@ class _PostNormLinearPatch(nn.Module):
 def test_shared_files_by_structure(shared_dir, fname, ref_cls, truth):
     path = shared_dir / "checkpoints" / fname
     ckpt = load(path)
-    assert ckpt.is_vit and ckpt.layout == "custom" and not ckpt.unmapped_keys
+    assert ckpt.is_vit and ckpt.layout == "structure" and not ckpt.unmapped_keys
     assert any(n.startswith("recognized by structure") for n in ckpt.metadata["mapping_notes"])
     arch = infer_architecture(ckpt)
     ours = dict(embed_dim=arch.embed_dim, depth=arch.depth, patch_size=arch.patch_size, img_size=arch.img_size,
@@ -260,7 +260,7 @@ def test_timm_vit_in_other_names(kwargs):
 
     sd = {rename(k): v for k, v in ref.state_dict().items()}
     ckpt = checkpoint_from_state_dict(sd, metadata={"layer_norm_eps": 1e-6, "num_heads": 4})
-    assert ckpt.layout == "custom" and not ckpt.unmapped_keys, ckpt.unmapped_keys
+    assert ckpt.layout == "structure" and not ckpt.unmapped_keys, ckpt.unmapped_keys
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(build_model(ckpt)(x), ref(x), rtol=1e-4, atol=1e-5)

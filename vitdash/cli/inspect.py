@@ -23,7 +23,7 @@ def run(args) -> int:
                f"{ckpt.num_params / 1e6:.2f} M params{tables}, ViT: {'yes' if ckpt.is_vit else 'no'}\n"
                + (f"{family['summary']}\n" if family.get("summary") else "")
                + f"sha256 {ckpt.sha256}"
-               + "".join(f"\nnote: {n}" for n in ckpt.metadata.get("mapping_notes", []) if ckpt.layout == "custom")
+               + "".join(f"\nnote: {n}" for n in ckpt.metadata.get("mapping_notes", []) if ckpt.layout == "structure")
                + "".join(f"\nwarning: {w}" for w in ckpt.warnings))
     emit(result, args, summary)
     return 0

@@ -177,7 +177,8 @@ class Checkpoint:
         rows = []
         for name in self.tensors:
             info = self.tensors.info(name)
-            rows.append({"original key": " + ".join(self.origins.get(name, [name])), "canonical name": name,
+            origin = " + ".join(self.origins.get(name, [name])) or "(none: made by the mapping, e.g. a zero bias)"
+            rows.append({"original key": origin, "canonical name": name,
                          "shape": "x".join(map(str, info.shape)), "dtype": str(info.dtype).removeprefix("torch."),
                          "params": info.numel})
         return sorted(rows, key=lambda r: natural_key(r["original key"]))

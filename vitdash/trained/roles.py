@@ -271,10 +271,10 @@ def audit_view(ckpt: Checkpoint) -> tuple[TensorStore, dict[str, TensorRole]]:
     loaders = {n: store.loader(n) for n in store if n not in derived}
     infos = {n: store.info(n) for n in loaders}
     roles = {n: canonical_role(n, store.shape(n)) for n in loaders}
-    used = {k for keys in ckpt.sources.values() for k in keys}
+    used = {k for keys in ckpt.origins.values() for k in keys}
     behind: dict[str, TensorRole] = {}
     for dst in sorted(derived):
-        for key in ckpt.sources.get(dst, []):
+        for key in ckpt.origins.get(dst, []):
             if key in src and key not in behind:
                 r = canonical_role(dst, store.shape(dst))
                 behind[key] = TensorRole(key, r.role, _param_of(key), r.block, key, r.group, r.matters)
