@@ -28,6 +28,7 @@ from vitdash.load.library import scan_folder  # noqa: E402
 from vitdash.load.sources import checkpoint_from_state_dict, load  # noqa: E402
 from vitdash.trained.verdict import audit  # noqa: E402
 
+_BLOCKS = {"pre_norm": "pre", "post_ln": "post-LN", "post_norm": "res-post"}
 IMAGE = Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype("uint8"))
 
 
@@ -45,7 +46,7 @@ def _describe(ckpt: Checkpoint) -> list[str]:
     except VitdashError:
         rollout = "-"
     return ["yes", ckpt.layout, f"{arch.embed_dim}/{arch.depth}/{heads}", f"p{arch.patch_size}@{img}",
-            f"{tokens},{arch.global_pool}", f"{arch.block.replace('_norm', '')},{arch.act},{arch.pos_embed}", exact,
+            f"{tokens},{arch.global_pool}", f"{_BLOCKS.get(arch.block, arch.block)},{arch.act},{arch.pos_embed}", exact,
             rollout, ""]
 
 

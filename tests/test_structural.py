@@ -45,7 +45,7 @@ def _load(sd: dict[str, torch.Tensor], tmp_path, name: str):
 
 
 def _truth(exp: dict) -> dict:
-    return {"block": "pre_norm" if exp["pre_norm"] else "post_norm", "act": exp["activation"]}
+    return {"block": "pre_norm" if exp["pre_norm"] else "post_ln", "act": exp["activation"]}
 
 
 def _hints(exp: dict, model: nn.Module) -> dict:
@@ -197,10 +197,10 @@ class _PostNormLinearPatch(nn.Module):
 
 @pytest.mark.parametrize("fname,ref_cls,truth", [
     ("mnist_vit_nn_transformer_encoder.pth", _TorchEncoderMNIST,
-     dict(embed_dim=16, depth=3, patch_size=4, img_size=(28, 28), block="post_norm", act="relu", global_pool="token",
+     dict(embed_dim=16, depth=3, patch_size=4, img_size=(28, 28), block="post_ln", act="relu", global_pool="token",
           final_norm=False, mlp_hidden=2048, heads=2)),
     ("mnist_vit_postnorm_linear_patch.pth", _PostNormLinearPatch,
-     dict(embed_dim=32, depth=1, patch_size=7, img_size=(28, 28), block="post_norm", act="gelu", global_pool="avg",
+     dict(embed_dim=32, depth=1, patch_size=7, img_size=(28, 28), block="post_ln", act="gelu", global_pool="avg",
           final_norm=True, mlp_hidden=64, heads=1)),
 ])
 def test_shared_files_by_structure(shared_dir, fname, ref_cls, truth):
