@@ -26,7 +26,8 @@ def _memory(sd: dict[str, torch.Tensor], canonical: bool = True) -> Checkpoint:
 def _assert_random(result, sd_names) -> None:
     assert result.verdict == "init", result.summary
     assert result.confidence >= 0.9
-    assert set(result.at_init) == set(sd_names)  # every tensor of a fresh init is at init
+    # every tensor of a fresh init is at init (and any the mapping left over, which the audit reads too)
+    assert set(sd_names) <= set(result.at_init)
     assert all(t.verdict == "init" for t in result.tensors)
 
 
