@@ -138,7 +138,8 @@ def test_fingerprints_are_computed_once_and_searched_without_reading(digits_fami
 def test_fingerprint_round_trip_and_vectorized_search(digits_family):
     ckpts = [load(p) for p in sorted((digits_family / "library").iterdir())]
     prints = [Fingerprint.from_bytes(fingerprint(c).to_bytes()) for c in ckpts]
-    assert prints[0].tensors.keys() == fingerprint(ckpts[0]).tensors.keys()
+    again = fingerprint(ckpts[0])
+    assert prints[0].plan == again.plan and (prints[0].samples == again.samples).all()
     matches = FingerprintIndex(prints).search(prints[0])
     assert matches[0].mean_r == pytest.approx(1.0, abs=1e-3) and matches[0].candidate
     pairwise = [FingerprintIndex([p]).search(prints[0])[0] for p in prints]

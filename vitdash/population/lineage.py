@@ -23,7 +23,14 @@ from vitdash.load.checkpoint import Checkpoint
 from vitdash.load.library import ORIGIN_FOLDER, LibraryEntry, scan_folder
 from vitdash.load.sources import load
 from vitdash.population.lineage_claims import ClaimCheck, aliases, check_claims
-from vitdash.population.lineage_fingerprint import VERSION, Fingerprint, FingerprintIndex, Match, fingerprint
+from vitdash.population.lineage_fingerprint import (
+    VERSION,
+    Fingerprint,
+    FingerprintIndex,
+    Match,
+    TensorPlan,
+    fingerprint,
+)
 from vitdash.population.lineage_null import RELATED_Z, false_positive_rate
 from vitdash.population.lineage_relations import Relation, incomparable, relate
 
@@ -118,6 +125,7 @@ class FingerprintBook:
     def __init__(self, history: AuditHistory | None):
         self.history = history
         self._cache: dict[str, Fingerprint] = {}
+        self._plans: dict[str, TensorPlan] = {}  # parsed once per architecture
 
     def of(self, ckpt: Checkpoint) -> Fingerprint:
         """The checkpoint's fingerprint, computed (one read of its tensors) only if never stored."""
@@ -134,7 +142,7 @@ class FingerprintBook:
         missing = [h for h in hashes if h not in self._cache]
         if missing and self.history is not None:
             for sha, blob in self.history.fingerprints(missing, VERSION).items():
-                self._cache[sha] = Fingerprint.from_bytes(blob)
+                self._cache[sha] = Fingerprint.from_bytes(blob, self._plans)
         return {h: self._cache[h] for h in hashes if h in self._cache}
 
     def library(self, entries: Sequence[LibraryEntry], progress: ProgressFn | None = None
