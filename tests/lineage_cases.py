@@ -3,7 +3,8 @@
 Two families, each a library folder (the references) and queries (files whose true lineage is known):
 - digits: the demo pair (a ViT trained on digits from a seeded init, and that init) is the root. Built on it: a
   fine-tune on another digits task (parity: the head resized to 2 classes), a second fine-tune (labels shifted),
-  a training from the saved init file with another data order, the trained model re-saved in fp16 and bf16 and
+  its last block dropped and the rest fine-tuned, a training from the saved init file with another data order,
+  the trained model re-saved in fp16 and bf16 and
   in torchvision's layout, its position embedding resampled to a 6x6 grid and fine-tuned there, two independent
   trainings from other seeds and a fresh init of the same architecture.
 - dinov2: the shared DINOv2-S (Hugging Face layout) fine-tuned for a few dozen steps on the shared images at 56 px
@@ -46,6 +47,9 @@ DIGITS_EXPECTED = {
     "trained-bf16.safetensors": {"digits-vit-trained": ("identical", None)},
     "trained-torchvision.pth": {"digits-vit-trained": ("identical", None), "digits-vit-init": ("derived_from", "it")},
     "grid6.safetensors": {"digits-vit-trained": ("derived_from", "it"), "twin-seed1.safetensors": ("unrelated", None)},
+    "depth3.safetensors": {  # its last block dropped, then fine-tuned
+        "digits-vit-trained": ("derived_from", "it"), "digits-vit-init": ("derived_from", "it"),
+        "twin-seed1.safetensors": ("unrelated", None), "fresh-seed3.safetensors": ("unrelated", None)},
     "from-saved-init.safetensors": {
         "digits-vit-init": ("derived_from", "it"), "digits-vit-trained": ("sibling", None),
         "twin-seed1.safetensors": ("unrelated", None), "fresh-seed3.safetensors": ("unrelated", None)},
@@ -139,6 +143,8 @@ def _build_digits(out: Path, pair) -> None:
     grid6.set_input_size(img_size=24)  # timm resamples the position embedding 4x4 -> 6x6
     _save(queries / "grid6.safetensors", _fine_tune(grid6, _digits(24)[0], y, 30, 5e-4, 3).state_dict(),
           {"base_model": "google/vit-base-patch16-224"})
+    shallow = _demo_model({k: v for k, v in trained.items() if not k.startswith("blocks.3.")}, depth=3)
+    _save(queries / "depth3.safetensors", _fine_tune(shallow, x16, y, 60, 1e-3, 4).state_dict())
     _save(queries / "from-saved-init.safetensors", _fine_tune(_demo_model(init), x16, y, 150, 1e-3, 7).state_dict())
     _save(lib / "twin-seed1.safetensors", train_demo(DemoRecipe(seed=1, epochs=3)).trained_state)
     _save(queries / "twin-seed2.safetensors", train_demo(DemoRecipe(seed=2, epochs=3)).trained_state,

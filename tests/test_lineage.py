@@ -94,6 +94,9 @@ def test_derived_evidence_names_the_edits(digits_family, dino_family, capsys):
     assert rel["evidence"]["head"]["status"] == "resized" and "head resized 10 -> 2 classes" in rel["summary"]
     moved = [g for g in rel["evidence"]["groups"] if g["group"].startswith("blocks.")]
     assert len(moved) == 4 and all(g["rel_change"] > 0 for g in moved)
+    shallow = cli_lineage(capsys, digits_family / "queries" / "depth3.safetensors", digits_family / "library")
+    rel = next(r for r in shallow["relations"] if Path(r["path"]).name == "digits-vit-trained")
+    assert rel["evidence"]["blocks_only_in_it"] == [3] and "blocks only in it: block 3" in rel["summary"]
 
 
 def test_the_checkpoint_itself_is_skipped(digits_family, capsys):
@@ -203,7 +206,8 @@ def test_family_tree_of_the_digits_family(digits_family):
         "queries/from-saved-init.safetensors": "library/digits-vit-init",
         "library/parity.safetensors": "library/digits-vit-trained",
         "queries/shift.safetensors": "library/digits-vit-trained",
-        "queries/grid6.safetensors": "library/digits-vit-trained"}
+        "queries/grid6.safetensors": "library/digits-vit-trained",
+        "queries/depth3.safetensors": "library/digits-vit-trained"}
     assert nodes["queries/grid6.safetensors"]["generation"] == 2
     loners = {"library/twin-seed1.safetensors", "queries/twin-seed2.safetensors", "library/fresh-seed3.safetensors",
               "queries/fresh-seed4.safetensors"}

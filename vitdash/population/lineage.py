@@ -248,12 +248,16 @@ def _strong(r: Relation, ancestor: str) -> bool:
 
 def _settle_weak(relations: list[Relation]) -> None:
     """A descent read from weak cues alone (a head added) is tested against the library: when the query and that
-    checkpoint both descend, with strong evidence, from one library checkpoint, they are its children, siblings."""
+    checkpoint both descend, with strong evidence, from one library checkpoint that is nearer the query than it
+    is, they are that parent's children, siblings (were it the query's parent instead, in a chain, it would be
+    the nearer of the two)."""
     parents = [r for r in relations if _strong(r, "it")]
     for r in relations:
         if r.relation != "derived_from" or r.direction is None or r.direction.strength != "weak":
             continue
         for p in parents:
+            if p.rel_change is None or r.rel_change is None or p.rel_change >= r.rel_change:
+                continue
             try:
                 shared = _strong(relate(load(p.path), load(r.path)), "it")
             except (VitdashError, OSError, RuntimeError, ValueError):
@@ -261,8 +265,9 @@ def _settle_weak(relations: list[Relation]) -> None:
             if shared:
                 r.relation, r.ancestor = "sibling", None
                 r.direction.ancestor, r.direction.strength, r.direction.both_moved = None, "none", True
-                r.direction.cues.append(f"both descend from {p.name} (strong evidence each): children of one "
-                                        "parent, so the weak cue is not read as a descent")
+                r.direction.cues.append(f"both descend from {p.name} (strong evidence each), which is nearer the "
+                                        "query than it is: children of one parent, so the weak cue is not read "
+                                        "as a descent")
                 r.summary = f"sibling: both descend from {p.name}, which is in the library (z {r.score:.0f})"
                 break
 

@@ -259,6 +259,14 @@ def _balance(t: TensorChange, role: TensorRole) -> float | None:
     return (t.norm_b ** 2 - t.norm_a ** 2) / (t.rel_change * t.norm_a) ** 2
 
 
+def _overall_change(cmp: Comparison) -> float | None:
+    """||query - it|| / ||it|| over every tensor both hold with one shape (`compare` leaves its own total out when
+    the depths differ; lineage still wants the distance over what they share)."""
+    moved = [t for t in cmp.tensors if t.rel_change is not None and t.norm_a]
+    base = sum(t.norm_a ** 2 for t in moved)
+    return math.sqrt(sum((t.rel_change * t.norm_a) ** 2 for t in moved) / base) if base else None
+
+
 def _blocks(names: list[str]) -> list[int]:
     return sorted({int(m.group(1)) for n in names if (m := _BLOCK.match(n))})
 
@@ -324,9 +332,9 @@ def _direction(cmp: Comparison, measure: _Measure, evidence: list[TensorEvidence
         weak.append((bigger, f"head resized {head.classes_a} -> {head.classes_b} classes (pretraining label sets are "
                              "the larger)"))
     if only_it and not only_query:
-        weak.append(("it", f"the query lacks its {_span(only_it)} (blocks dropped)"))
+        weak.append(("it", f"the query lacks its {_span(only_it)}: dropped from it (or added to the query)"))
     elif only_query and not only_it:
-        weak.append(("query", f"it lacks the query's {_span(only_query)} (blocks dropped)"))
+        weak.append(("query", f"it lacks the query's {_span(only_query)}: dropped from the query (or added to it)"))
     cues += [c for _, c in strong] + [c for _, c in weak]
     sides = {a for a, _ in strong}
     if len(sides) == 1 and not both_moved:
@@ -411,7 +419,8 @@ def _relate(it: Checkpoint, query: Checkpoint, name: str, path: str) -> Relation
     only_it, only_query = _blocks(cmp.only_in_a), _blocks(cmp.only_in_b)
     roles_q = assign_roles(list(query.tensors), query.tensors.shape, query.canonical, query.tensors.loader)
     one_sided = [n for n in cmp.only_in_a if roles[n].matters] + [n for n in cmp.only_in_b if roles_q[n].matters]
-    rel = Relation(name, path, "unrelated", score, "", rel_change=cmp.rel_change, tensors=evidence, pos_embed=measure.pos,
+    rel = Relation(name, path, "unrelated", score, "", rel_change=_overall_change(cmp), tensors=evidence,
+                   pos_embed=measure.pos,
                    head=cmp.head.to_dict(), moved=groups, blocks_only_in_it=only_it,
                    blocks_only_in_query=only_query, notes=list(cmp.notes))
     if score is None:

@@ -71,20 +71,19 @@ def _copies(names: list[str], edges: list[TreeEdge]) -> dict[str, str]:
 
 
 def _tree_edges(names: list[str], edges: list[TreeEdge]) -> list[TreeEdge]:
-    """Edges between copy groups: each node hangs from its nearest strong ancestor (from a weak one only when it
-    has no strong one). Kin within one tree is shown by the tree, so a sibling link is kept only between trees (their
-    common ancestor is not in the library), and a weak direction between two children of one parent (a head added,
-    say) is not read as a descent."""
+    """Edges between copy groups: each node hangs from its nearest ancestor (the smallest change). Kin within one
+    tree is shown by the tree, so a sibling link is kept only between trees (their common ancestor is not in the
+    library), and a weak direction between two children of one parent (a head added, say) is not read as a
+    descent: the parent is the nearer of the two, as `lineage` reads it too."""
     order = {n: i for i, n in enumerate(names)}
     by_pair: dict[tuple[str, str], TreeEdge] = {}
     for e in edges:
         if e.relation != "identical" and e.source != e.target:
             by_pair.setdefault((e.source, e.target), e)
     parent: dict[str, TreeEdge] = {}
-    for strength in ("strong", "weak"):
-        for e in sorted((e for e in by_pair.values() if e.relation == "derived_from" and e.strength == strength),
-                        key=lambda e: (e.rel_change if e.rel_change is not None else 1e9, order[e.source])):
-            parent.setdefault(e.target, e)
+    for e in sorted((e for e in by_pair.values() if e.relation == "derived_from"),
+                    key=lambda e: (e.rel_change if e.rel_change is not None else 1e9, order[e.source])):
+        parent.setdefault(e.target, e)
     def root(n: str, seen: frozenset = frozenset()) -> str:
         p = parent.get(n)
         return n if p is None or p.source in seen else root(p.source, seen | {n})
