@@ -6,9 +6,11 @@ import os
 import pandas as pd
 import streamlit as st
 
+from ui.access import server_path
+from ui.jobs import run_job
 from ui.state import current_checkpoint, library_entries, or_stop
 from vitdash.figures.lineage import block_heatmap, family_tree_figure, relations_figure
-from vitdash.population.lineage import library_in, lineage
+from vitdash.population.lineage import library_in, lineage, lineage_bytes
 from vitdash.population.lineage_tree import family_tree
 
 st.title("Where does it come from?")
@@ -24,14 +26,19 @@ if scope == "Folders on server":
 
 
 def _entries():
-    return library_entries() if scope == "Configured library" else library_in(folders.split(os.pathsep))
+    if scope == "Configured library":
+        return library_entries()
+    return library_in([server_path(f) for f in folders.split(os.pathsep) if f.strip()])
 
 
-def _run(label: str, work):
-    """`work(progress)` under a progress bar; a VitdashError is shown and the page stops."""
+def _run(label: str, what: str, work):
+    """`work(entries, progress, should_stop)` through the server's job queue under a progress bar; a VitdashError
+    is shown and the page stops; None when the queue refused or cancelled it (run_job says why)."""
+    entries = or_stop(_entries)
     bar = st.progress(0.0, text=label)
     try:
-        return or_stop(lambda: work(lambda p: bar.progress(min(p.fraction, 1.0), text=p.message)))
+        return or_stop(lambda: run_job("lineage", lineage_bytes(ckpt, entries), lambda stop: work(
+            entries, lambda p: bar.progress(min(p.fraction, 1.0), text=p.message), stop), label=what))
     finally:
         bar.empty()
 
@@ -39,8 +46,10 @@ def _run(label: str, work):
 key = (ckpt.source, ckpt.sha256, scope, folders)
 ready = scope == "Configured library" or bool(folders)
 if ready and st.button("Search the library", key="lineage_run", type="primary"):
-    st.session_state["lineage"] = (key, _run("Reading the library...",
-                                             lambda progress: lineage(ckpt, _entries(), progress=progress)))
+    found = _run("Reading the library...", "the lineage search", lambda entries, progress, stop: lineage(
+        ckpt, entries, progress=progress, should_stop=stop))
+    if found is not None:
+        st.session_state["lineage"] = (key, found)
 stored = st.session_state.get("lineage")
 if stored is None or stored[0] != key:
     st.info("Choose the library and press Search: checkpoints seen for the first time are fingerprinted once "
@@ -86,8 +95,10 @@ if related:
 st.subheader("Family tree of the library")
 st.caption("Every checkpoint against every other: arrows run from ancestor to descendant.")
 if st.button("Draw the family tree", key="lineage_tree_run"):
-    st.session_state["lineage_tree"] = (key[2:], _run("Reading the library...",
-                                                      lambda progress: family_tree(_entries(), progress=progress)))
+    tree = _run("Reading the library...", "the family tree", lambda entries, progress, stop: family_tree(
+        entries, progress=progress, should_stop=stop))
+    if tree is not None:
+        st.session_state["lineage_tree"] = (key[2:], tree)
 tree_stored = st.session_state.get("lineage_tree")
 if tree_stored is not None and tree_stored[0] == key[2:]:
     st.plotly_chart(family_tree_figure(tree_stored[1], highlight=lin.found_as), key="lineage_family")

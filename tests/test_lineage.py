@@ -213,3 +213,13 @@ def test_family_tree_of_the_digits_family(digits_family):
               "queries/fresh-seed4.safetensors"}
     assert not any(e.source in loners or e.target in loners for e in tree.edges)
     assert not [e for e in tree.edges if e.relation == "sibling"]  # all kin here share an ancestor in the library
+
+
+def test_a_stopped_search_lists_what_it_left(digits_family, tmp_path):
+    """The job queue's cancel: nothing more is read or compared, and what was left is said."""
+    lib = L.library_in([digits_family / "library"])
+    query = load(digits_family / "queries" / "shift.safetensors")
+    fresh = AuditHistory(tmp_path / "h.sqlite")  # nothing fingerprinted yet: the stop comes before any entry
+    stopped = L.lineage(query, lib, history=fresh, should_stop=lambda: True)
+    assert stopped.stopped and stopped.relations == [] and len(stopped.skipped) == len(lib)
+    assert stopped.to_dict()["stopped"] is True and L.lineage_bytes(query, lib) > 3 * query.nbytes

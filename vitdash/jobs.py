@@ -30,7 +30,7 @@ from vitdash.common.memory import MB, give_back, memory_budget, process_rss
 from vitdash.errors import VitdashError
 
 WAITING, RUNNING, DONE, CANCELLED = "waiting", "running", "done", "cancelled"
-KINDS = ("accuracy", "fewshot", "zoo", "audit", "report")
+KINDS = ("accuracy", "fewshot", "zoo", "audit", "report", "lineage")
 # A full audit takes well under a second below this (a ViT-S/16: 88 MB) and is not worth a place in line.
 LARGE_AUDIT_BYTES = 256 << 20
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from vitdash.population.lineage_fingerprint import (
 from vitdash.population.lineage_null import RELATED_Z, false_positive_rate
 from vitdash.population.lineage_relations import Relation, incomparable, relate
 
+StopFn = Callable[[], bool]
+STOPPED = "not compared: the search was stopped"
 _ORDER = {"identical": 0, "derived_from": 1, "sibling": 2, "unrelated": 3, "incomparable": 4}
 
 
@@ -54,6 +56,10 @@ class Lineage:
 
     def of(self, relation: str) -> list[Relation]:
         return [r for r in self.relations if r.relation == relation]
+
+    @property
+    def stopped(self) -> bool:
+        return any(s["reason"] == STOPPED for s in self.skipped)
 
     @property
     def ancestors(self) -> list[Relation]:
@@ -89,7 +95,7 @@ class Lineage:
                 "summary": self.summary(), "found_in_library_as": self.found_as,
                 "relations": [r.to_dict() for r in sorted(self.relations, key=_rank)],
                 "claims": [c.to_dict() for c in self.claims], "library_size": self.library_size,
-                "candidates": self.candidates, "skipped": list(self.skipped),
+                "candidates": self.candidates, "skipped": list(self.skipped), "stopped": self.stopped,
                 "related_z": RELATED_Z, "false_positive_rate_per_pair": false_positive_rate(),
                 "timings_s": {k: finite_float(v) for k, v in self.timings.items()}}
 
@@ -145,9 +151,10 @@ class FingerprintBook:
                 self._cache[sha] = Fingerprint.from_bytes(blob, self._plans)
         return {h: self._cache[h] for h in hashes if h in self._cache}
 
-    def library(self, entries: Sequence[LibraryEntry], progress: ProgressFn | None = None
-                ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
-        """Fingerprints of the entries (by source), computing what is missing; and the errors (by source)."""
+    def library(self, entries: Sequence[LibraryEntry], progress: ProgressFn | None = None,
+                should_stop: StopFn | None = None) -> tuple[dict[str, Fingerprint], dict[str, str]]:
+        """Fingerprints of the entries (by source), computing what is missing; and the errors (by source). Once
+        `should_stop()` says so, entries not fingerprinted yet are in neither."""
         stamps: dict[str, tuple[str, int, int]] = {}
         errors: dict[str, str] = {}
         for e in entries:
@@ -162,6 +169,8 @@ class FingerprintBook:
         out = {src: prints[h] for src, h in hashes.items() if h in prints}
         todo = [e for e in entries if e.source in stamps and e.source not in out]
         for i, e in enumerate(todo):
+            if should_stop is not None and should_stop():
+                break
             if progress is not None:
                 progress(Progress(i, len(todo), f"fingerprinting {e.name} ({i + 1} of {len(todo)} not seen before)",
                                   stage="fingerprinting the library"))
@@ -186,9 +195,11 @@ def open_history(history: AuditHistory | None) -> AuditHistory | None:
 
 
 def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: AuditHistory | None = None,
-            book: FingerprintBook | None = None, progress: ProgressFn | None = None) -> Lineage:
+            book: FingerprintBook | None = None, progress: ProgressFn | None = None,
+            should_stop: StopFn | None = None) -> Lineage:
     """`ckpt`'s relatives among `library` (entries not built yet, like the demo pair before first use, are
-    skipped). Fingerprints are kept in `history` (default: the audit history database)."""
+    skipped). Fingerprints are kept in `history` (default: the audit history database). When `should_stop()`
+    turns true (the job queue's cancel) the search ends early: what is left is listed as skipped."""
     say = progress or (lambda p: None)
     book = book or FingerprintBook(open_history(history))
     times: dict[str, float] = {}
@@ -205,7 +216,7 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
         else:
             entries.append(e)
     start = time.perf_counter()
-    prints, errors = book.library(entries, progress)
+    prints, errors = book.library(entries, progress, should_stop)
     times["fingerprint_library"] = time.perf_counter() - start
     found_as = next((s["name"] for s in skipped if s["reason"] == "the checkpoint itself"), None)
     if own is None:  # an upload or a Hub download: the same content in the library is the checkpoint itself
@@ -219,10 +230,15 @@ def lineage(ckpt: Checkpoint, library: Sequence[LibraryEntry], *, history: Audit
     matches = FingerprintIndex([prints[e.source] for e in indexed]).search(query)
     times["search"] = time.perf_counter() - start
     relations = [incomparable(e.name, e.source, errors[e.source]) for e in entries if e.source in errors]
+    skipped += [{"name": e.name, "path": e.source, "reason": STOPPED} for e in entries
+                if e.source not in prints and e.source not in errors]
     picked = [(e, m) for e, m in zip(indexed, matches) if m.candidate]
     relations += [_from_fingerprint(e, m) for e, m in zip(indexed, matches) if not m.candidate]
     start = time.perf_counter()
     for i, (e, m) in enumerate(sorted(picked, key=lambda em: -(em[1].z or 0.0))):
+        if should_stop is not None and should_stop():
+            skipped.append({"name": e.name, "path": e.source, "reason": STOPPED})
+            continue
         say(Progress(i, len(picked), f"comparing with {e.name} ({i + 1} of {len(picked)} candidates)",
                      stage="comparing the candidates"))
         try:
@@ -270,6 +286,13 @@ def _settle_weak(relations: list[Relation]) -> None:
                                         "as a descent")
                 r.summary = f"sibling: both descend from {p.name}, which is in the library (z {r.score:.0f})"
                 break
+
+
+def lineage_bytes(ckpt: Checkpoint, library: Sequence[LibraryEntry]) -> int:
+    """The job queue's reservation for `lineage` and `family_tree`: two checkpoints read at once (the query, or a
+    pair of the library, and the one compared with it) plus float64 scratch for the largest of them."""
+    largest = max([ckpt.nbytes, *(e.size_bytes for e in library)], default=0)
+    return 3 * largest + (64 << 20)
 
 
 def _from_fingerprint(e: LibraryEntry, m: Match) -> Relation:

@@ -16,7 +16,7 @@ from vitdash.history import AuditHistory
 from vitdash.load.library import LibraryEntry
 from vitdash.load.sources import load
 from vitdash.common.results import Progress, ProgressFn
-from vitdash.population.lineage import FingerprintBook, open_history
+from vitdash.population.lineage import FingerprintBook, StopFn, open_history
 from vitdash.population.lineage_fingerprint import Fingerprint, FingerprintIndex
 from vitdash.population.lineage_relations import relate
 
@@ -120,13 +120,15 @@ def _generations(names: list[str], edges: list[TreeEdge]) -> dict[str, int]:
 
 
 def family_tree(library: Sequence[LibraryEntry], *, history: AuditHistory | None = None,
-                book: FingerprintBook | None = None, progress: ProgressFn | None = None) -> FamilyTree:
-    """Relations among all library entries that are built (see the module docstring)."""
+                book: FingerprintBook | None = None, progress: ProgressFn | None = None,
+                should_stop: StopFn | None = None) -> FamilyTree:
+    """Relations among all library entries that are built (see the module docstring); stopped early (the job
+    queue's cancel), the tree holds what was compared until then."""
     say = progress or (lambda p: None)
     book = book or FingerprintBook(open_history(history))
     entries = [e for e in library if e.ready]
     skipped = [{"name": e.name, "path": e.source, "reason": "not built yet"} for e in library if not e.ready]
-    prints, errors = book.library(entries, progress)
+    prints, errors = book.library(entries, progress, should_stop)
     skipped += [{"name": e.name, "path": e.source, "reason": errors[e.source]} for e in entries if e.source in errors]
     entries = [e for e in entries if e.source in prints]
     index = FingerprintIndex([prints[e.source] for e in entries])
@@ -135,6 +137,8 @@ def family_tree(library: Sequence[LibraryEntry], *, history: AuditHistory | None
     loaded = functools.lru_cache(maxsize=4)(load)
     edges: list[TreeEdge] = []
     for k, (i, j) in enumerate(pairs):
+        if should_stop is not None and should_stop():
+            break
         a, b = entries[i], entries[j]
         say(Progress(k, len(pairs), f"comparing {a.name} with {b.name} ({k + 1} of {len(pairs)} related pairs)",
                      stage="comparing related pairs"))
