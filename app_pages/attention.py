@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.attention import domain_note, overlay_grid
 from ui.images import choose_images
 from ui.state import current_checkpoint, current_model, or_stop
 from vitdash.attention import overlay as O
+from vitdash.attention.artifacts import TREATMENTS
 from vitdash.attention.explain import AttentionResult, anatomy, explain_images
 from vitdash.attention.rollout import HEAD_FUSIONS
 from vitdash.errors import VitdashError
-from vitdash.figures.attention import heads_figure, map_figure, top5_figure
+from vitdash.figures.attention import heads_figure, map_figure
 
 MAX_IMAGES = 6
 VIEWS = {
@@ -40,6 +42,7 @@ st.caption(f"{shape.describe()}. Maps are computed on a weight-sharing copy with
 
 st.subheader("Images")
 chosen = choose_images(shape.in_chans, MAX_IMAGES)
+domain_note(ckpt, chosen)
 
 st.subheader("View")
 c1, c2, c3 = st.columns(3)
@@ -83,11 +86,15 @@ else:
         head = c2.selectbox("Head", [None, *range(shape.num_heads)], key="attn_head",
                             format_func=lambda h: "mean of heads" if h is None else f"head {h}")
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 colormap = c1.selectbox("Colormap", O.COLORMAPS, key="attn_colormap")
 opacity = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="attn_opacity")
 clip = c3.slider("Saturate above quantile", 0.5, 1.0, 1.0, 0.01, key="attn_clip",
                  help="below 1, the strongest patches saturate, so one outlier does not hide the rest")
+outliers = c4.selectbox("Outlier patches", TREATMENTS, key="attn_outliers",
+                        help="patches that swamp the map (high-norm artifact tokens of ViTs without registers, or a few "
+                             "patches drawing most of the attention): capped at the others' maximum, left out, or shown "
+                             "as they are; marked in every case")
 
 if not chosen:
     st.info("Choose or upload at least one image.")
@@ -107,27 +114,8 @@ if not results:
 
 
 at = (None, None) if view in ("rollout", "grad") else (layer, head)  # the rollout, or one layer's raw attention
-overlays = []
 st.subheader(VIEWS[view])
-for start in range(0, len(results), 3):
-    for col, (name, label, result) in zip(st.columns(3), results[start:start + 3]):
-        with col:
-            try:
-                picture = O.blend(O.upscale(result.image), result.shown(*at), colormap, opacity, clip)
-            except VitdashError as e:
-                st.error(f"{name}: {e}")
-                continue
-            overlays.append(picture)
-            st.image(picture, caption=f"{name}" + (f" (true class: {label})" if label else "")
-                     + f" - {result.describe(*at)}")
-            for note in result.notes():
-                st.caption(note)
-            if result.top5:
-                st.plotly_chart(top5_figure(result.top5), key=f"top5_{start}_{name}")
-
-if overlays:
-    st.download_button("Download PNG", O.to_png(O.side_by_side(overlays)), file_name="attention.png",
-                       mime="image/png", key="attn_download")
+overlay_grid(results, at, VIEWS[view], ckpt.name, colormap=colormap, opacity=opacity, clip=clip, artifacts=outliers)
 
 if view == "heads":
     for i, (name, _label, result) in enumerate(results):

@@ -18,10 +18,10 @@ kind = st.radio("Checkpoint B", ("Library", "Path on server", "timm architecture
                 horizontal=True)
 b_source = b_entry = None
 if kind == "Library":
-    entries = library_entries()
-    names = [e.name for e in entries]
-    choice = st.selectbox("Model", names, index=None, placeholder="Choose a checkpoint", key="compare_library")
-    b_entry = entries[names.index(choice)] if choice is not None else None
+    entries = {e.source: e for e in library_entries()}  # listed as the sidebar lists them: name first
+    choice = st.selectbox("Model", list(entries), index=None, placeholder="Choose a checkpoint", key="compare_library",
+                          format_func=lambda s: entries[s].label)
+    b_entry = entries.get(choice)
 elif kind == "Path on server":
     b_source = (st.text_input("File or folder path", key="compare_path") or "").strip() or None
 else:
@@ -49,14 +49,16 @@ cmp = stored[1]
 
 cols = st.columns(4)
 cols[0].metric("Same weights", "yes" if cmp.same_weights else "no")
-cols[1].metric("Overall relative change", "-" if cmp.rel_change is None else f"{cmp.rel_change:.3g}")
+cols[1].metric("Overall relative change", "n/a" if cmp.architectures else
+               "-" if cmp.rel_change is None else f"{cmp.rel_change:.3g}",
+               help=f"different architectures: {cmp.architectures}" if cmp.architectures else "||B - A|| / ||A||")
 cols[2].metric("Head", cmp.head.status)
 cols[3].metric("Only in A / only in B", f"{len(cmp.only_in_a)} / {len(cmp.only_in_b)}")
-(st.success if cmp.same_weights else st.info)(cmp.summary())
+(st.success if cmp.same_weights else st.warning if cmp.architectures else st.info)(cmp.summary())
 for note in cmp.notes:
     st.warning(note)
 
-if not cmp.same_weights:
+if not cmp.same_weights and not cmp.architectures:  # unrelated weights: no chart of "what moved"
     st.plotly_chart(group_changes_figure(cmp), key="compare_groups")
     st.plotly_chart(tensor_changes_figure(cmp), key="compare_tensors")
 if cmp.model_verdict_a is not None:

@@ -8,9 +8,10 @@ import streamlit as st
 
 from ui.access import current_user
 from ui.jobs import run_job
+from ui.report import report_button
 from ui.state import PERFORM_RESULT_KEY, or_stop, selected
 from vitdash.errors import VitdashError
-from vitdash.history import AuditHistory, record_audit
+from vitdash.history import AuditHistory, off_domain, record_audit
 from vitdash.perform.evaluate import EvalResult
 from vitdash.pipeline import pipeline_bytes, run_pipeline
 from vitdash.trained import verdict
@@ -25,7 +26,7 @@ def _own_accuracy(ckpt):
     return None
 
 
-def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str):
+def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, data: str, confirmed: bool):
     bar = st.progress(0.0, text="Auditing the weights...")
     measure = bool(data) and accuracy is None
     found = run_job("accuracy" if measure else "audit", pipeline_bytes(ckpt, data if measure else None),
@@ -40,16 +41,21 @@ def _run_audit(ckpt, history: AuditHistory, reviewer: str, note: str, accuracy, 
         raise VitdashError(found.errors.get("audit") or found.errors["accuracy"])
     if "architecture" in found.errors:
         st.warning(f"Architecture not recorded: {found.errors['architecture']}")
-    return record_audit(history, ckpt, audit=found.audit, family=found.architecture, accuracy=found.accuracy,
-                        reviewer=reviewer, note=note, user=current_user())
+    kept = found.accuracy
+    if kept is not None and off_domain(kept) and not confirmed:
+        st.warning(f"Accuracy not saved: {off_domain(kept)} (tick the box to save it anyway, marked as such).")
+        kept = None
+    return record_audit(history, ckpt, audit=found.audit, family=found.architecture, accuracy=kept,
+                        reviewer=reviewer, note=note, user=current_user(), off_domain_confirmed=confirmed)
 
 
 def _earlier(ckpt, history: AuditHistory) -> None:
     earlier = history.find_by_hash(ckpt.sha256)
     if earlier:
-        st.info(f"Already audited {len(earlier)} time(s) (same sha256). Latest: {earlier[0].describe()}")
+        st.info(f"Audited {len(earlier)} time{'s' if len(earlier) > 1 else ''} before (same sha256). "
+                f"Latest: {earlier[0].describe()}")
     else:
-        st.caption(f"Not audited before: no record with sha256 {ckpt.sha256[:16]}...")
+        st.caption(f"Not audited before: no record with sha256 {ckpt.sha256}.")
 
 
 def _record_form(ckpt, history: AuditHistory) -> None:
@@ -60,12 +66,16 @@ def _record_form(ckpt, history: AuditHistory) -> None:
         left, right = st.columns(2)
         reviewer = left.text_input("Reviewer", key="history_reviewer", placeholder=current_user() or "your name")
         if measured is not None:
-            right.caption(f"Accuracy measured on the 'Does it perform?' page will be saved: top-1 "
-                          f"{measured.top1:.1%} on {measured.data.get('name')} ({measured.n_images} images).")
+            right.caption(f"Accuracy measured on the 'Does it perform?' page: top-1 {measured.top1:.1%} on "
+                          f"{measured.data.get('name')} ({measured.n_images} images).")
+            if measured.off_domain:
+                right.warning(measured.off_domain)
             data = ""
         else:
             data = right.text_input("Accuracy check data (optional)", key="history_data",
                                     placeholder="a folder of labeled images, or 'digits'")
+        confirmed = right.checkbox("Save the accuracy even if the data is not the model's domain", value=False,
+                                   key="history_off_domain", help="it is then saved marked as such")
         note = st.text_area("Note", key="history_note", placeholder="what you checked, where the file came from")
         submitted = st.form_submit_button("Run the audit and save it", type="primary")
     reviewer = reviewer.strip() or current_user()  # signed in: the identity says who, unless a name is typed
@@ -73,9 +83,12 @@ def _record_form(ckpt, history: AuditHistory) -> None:
         st.error("Type a reviewer name: every saved audit says who made it.")
     elif submitted:
         try:
-            rec = _run_audit(ckpt, history, reviewer, note, measured, data.strip())
+            rec = _run_audit(ckpt, history, reviewer, note, measured, data.strip(), confirmed)
             if rec is not None:
-                st.success(f"Saved audit #{rec.id}: {rec.describe()}")
+                count = len(history.find_by_hash(ckpt.sha256))
+                status.success(f"Saved audit #{rec.id} ({'the first' if count == 1 else f'{count} in all'} of this "
+                               f"file): {rec.describe()}")
+                return
         except VitdashError as e:
             st.error(str(e))
     with status.container():
@@ -92,6 +105,7 @@ except VitdashError as e:
     ckpt = None
 if ckpt is not None:
     _record_form(ckpt, history)
+    report_button(ckpt, history, key="history_report")
 else:
     st.caption("Pick a checkpoint in the sidebar to audit it and save the result here.")
 

@@ -10,6 +10,11 @@ from vitdash.identity.complexity import CONVENTION
 from vitdash.identity.family import comparison, report
 from vitdash.identity.family_table import family_rows
 
+def _fit(frame: pd.DataFrame) -> int:
+    """A table's height with every row shown and no empty row after the last (35 px rows, the header, border)."""
+    return 35 * (len(frame) + 1) + 3
+
+
 st.title("What is it?")
 ckpt = current_checkpoint()
 if not ckpt.is_vit:
@@ -27,7 +32,8 @@ cols[1].metric("Depth", arch.depth)
 cols[2].metric("Heads", f"{arch.num_heads}{'*' if arch.heads_inferred else ''}",
                help=f"head width {arch.head_dim}; source: {arch.heads_source}")
 cols[3].metric("Patch", arch.patch_size)
-cols[4].metric("Image", f"{arch.img_size[0]}x{arch.img_size[1]}")
+cols[4].metric("Image", f"{arch.img_size[0]} px" if arch.img_size[0] == arch.img_size[1] else
+               f"{arch.img_size[0]}x{arch.img_size[1]}", help="input size the position embedding was made for")
 cols[5].metric("Parameters", f"{cx.num_params / 1e6:.2f} M")
 cols[6].metric("GFLOPs", f"{cx.gflops:.3g}", help=CONVENTION)
 if arch.heads_inferred:
@@ -37,10 +43,10 @@ for note in arch.notes + cx.notes + found.notes:
     st.info(note)
 
 st.subheader(f"Side by side with {found.name}")
-table = pd.DataFrame(comparison(arch, found.row, cx.num_params, cx.gflops)).set_index("attribute")
+table = pd.DataFrame(comparison(arch, found.row, cx.num_params, cx.gflops))
 st.dataframe(table.drop(columns="differs").style.apply(
     lambda col: ["background-color: #ffe08a" if d else "" for d in table["differs"]], axis=0),
-    height=36 * (len(table) + 1))
+    hide_index=True, height=_fit(table), column_config={"attribute": st.column_config.TextColumn(width="medium")})
 if found.differences:
     st.markdown("**Differences**\n" + "\n".join(f"- {d}" for d in found.differences))
 if found.also_matches:
@@ -79,9 +85,22 @@ family = pd.DataFrame([{
     "params (M)": r["params_m"], "GFLOPs": r["gflops"], "best top-1": max(r["top1"].values(), default=None),
     "top-1 of": r["top1_protocol"],
     "timm": r["timm_name"], "source": r["source"]} for r in rows])
-st.dataframe(family.style.apply(
-    lambda row: ["background-color: #ffe08a" if row["member"] == found.name else "" for _ in row], axis=1),
-    hide_index=True)
+numbers = {"params (M)": st.column_config.NumberColumn(format="%.2f"),
+           "GFLOPs": st.column_config.NumberColumn(format="%.3g"),
+           "best top-1": st.column_config.NumberColumn(format="%.1f %%")}
+
+
+def _family_table(frame: pd.DataFrame, height: int | None = None) -> None:
+    st.dataframe(frame.style.apply(lambda row: ["background-color: #ffe08a" if row["member"] == found.name else ""
+                                                for _ in row], axis=1),
+                 hide_index=True, column_config=numbers, height=height or "auto")
+
+
+own = family[family["family"] == found.row["family"]]
+st.caption(f"The {found.row['family']} members, {found.name} highlighted; all {len(family)} rows below.")
+_family_table(own, _fit(own))
+with st.expander(f"All {len(family)} members of the ViT family table"):
+    _family_table(family)
 st.caption("'MLP size' is the MLP hidden size (3072 for ViT-B); the common summary table's column of that name "
            "(768/1024/1280) gives the width D. Parameters and GFLOPs are computed from each row and match timm's "
            "models; top-1 values cite their source per row (family.csv).")

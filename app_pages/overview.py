@@ -4,7 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ui.report import report_button
 from ui.state import current_checkpoint
+from vitdash.common.ordering import natural_sorted
 
 st.title("Overview")
 ckpt = current_checkpoint()
@@ -25,10 +27,13 @@ for w in ckpt.warnings:
 
 st.subheader("Source")
 st.table(pd.DataFrame({
-    "": ["name", "source", "size", "sha256", "dtypes", "wrappers unwrapped"],
+    "": ["name", "source", "size", "dtypes", "wrappers unwrapped"],
     "value": [ckpt.name, ckpt.source, f"{ckpt.size_bytes:,} bytes" if ckpt.size_bytes else "in memory",
-              ckpt.sha256, ", ".join(info["dtypes"]), ", ".join(ckpt.wrappers) or "none"],
+              ", ".join(info["dtypes"]), ", ".join(ckpt.wrappers) or "none"],
 }).set_index(""))
+st.markdown("sha256 (the content's identity: the history finds a file again by it)")
+st.code(ckpt.sha256, language=None)
+report_button(ckpt, key="overview_report")
 
 st.subheader("Metadata found")
 meta = info["metadata"]
@@ -40,18 +45,18 @@ else:
     st.caption("No metadata in this checkpoint (no config.json, safetensors header metadata, or training args).")
 
 st.subheader("Mapping report")
-left, right = st.columns(2)
+left, right = st.columns([3, 2])
 with left:
-    st.markdown(f"**{len(ckpt.tensors)} tensors** " + ("under canonical timm names" if ckpt.canonical else
-                                                      "under the file's own names (generic tensor set)"))
-    st.dataframe(pd.DataFrame(
-        [{"name": k, "shape": str(tuple(ckpt.tensors.shape(k))), "dtype": str(ckpt.tensors.info(k).dtype)[6:],
-          "params": ckpt.tensors.info(k).numel} for k in ckpt.tensors]), hide_index=True, height=360)
+    st.markdown(f"**{len(ckpt.tensors)} tensors**: " + ("the file's key -> its canonical timm name" if ckpt.canonical
+                                                       else "under the file's own names (generic tensor set)"))
+    mapping = pd.DataFrame(ckpt.mapping())
+    st.dataframe(mapping if ckpt.canonical else mapping.drop(columns="canonical name"), hide_index=True, height=360)
 with right:
-    st.markdown(f"**{len(ckpt.unmapped_keys)} keys left over**")
+    left_over = len(ckpt.unmapped_keys)
+    st.markdown(f"**{left_over} {'key' if left_over == 1 else 'keys'} left over**")
     if ckpt.unmapped_keys:
-        st.dataframe(pd.DataFrame({"key": ckpt.unmapped_keys,
-                                   "why": [ckpt.unmapped_reasons.get(k, "not recognized") for k in ckpt.unmapped_keys]}),
+        keys = natural_sorted(ckpt.unmapped_keys)
+        st.dataframe(pd.DataFrame({"key": keys, "why": [ckpt.unmapped_reasons.get(k, "not recognized") for k in keys]}),
                      hide_index=True)
     else:
         st.caption("Every key of the file is accounted for.")

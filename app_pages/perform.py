@@ -8,12 +8,12 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.jobs import run_job
+from ui.perform import preview, show_preview, show_result
 from ui.state import PERFORM_DATA_KEY, PERFORM_RESULT_KEY, current_checkpoint, follow_default, or_stop
 from vitdash.errors import VitdashError
-from vitdash.figures import perform as F
 from vitdash.identity.preprocessing import INTERPOLATIONS, overrides_from, parse_channel_values
 from vitdash.perform.engine import EngineOptions
-from vitdash.perform.evaluate import EvalResult, evaluate
+from vitdash.perform.evaluate import evaluate
 from vitdash.perform.fewshot import DEFAULT_SHOTS, fewshot
 from vitdash.perform.memory import estimate_forward
 from vitdash.perform.setup import run_defaults
@@ -42,13 +42,18 @@ with left:
 right.markdown(f"**{ckpt.name}**  \n{arch.num_classes or 'no'} head outputs · {arch.in_chans} channel(s) · "
                f"native {arch.img_size[0]}x{arch.img_size[1]} px")
 
+probe = mode == MODES[1]
+coarse = st.session_state.get("benchmark_coarse", defaults.coarse(data)) if probe else False
+found = preview(ckpt, arch, data, probe=probe, coarse=coarse, limit=st.session_state.get("benchmark_limit") or None)
+quick = found.estimate.quick if (probe and found.estimate is not None) else int(own.input_size[1])
+follow_default("benchmark_img_size", quick)  # the probe answers in about a minute by default
 with st.expander(f"Preprocessing (from {own.source})", expanded=False):
     st.caption("What the checkpoint declares (timm's `resolve_data_config`); change a value to override it.")
     for note in own.notes:
         st.caption(note)
     c1, c2, c3 = st.columns(3)
     size = c1.number_input("Input size (px)", min_value=arch.patch_size, max_value=max(1024, own.input_size[1]),
-                           step=arch.patch_size, value=int(own.input_size[1]), key="benchmark_img_size")
+                           step=arch.patch_size, key="benchmark_img_size")
     crop = c2.number_input("crop_pct", min_value=0.1, max_value=1.5, value=float(own.crop_pct), step=0.025,
                            format="%.3f", key="benchmark_crop_pct")
     interp = c3.selectbox("Interpolation", INTERPOLATIONS, index=INTERPOLATIONS.index(own.interpolation),
@@ -66,13 +71,14 @@ with st.expander("Engine", expanded=False):
     limit = e4.number_input("Limit images (0 = all)", min_value=0, value=0, step=50, key="benchmark_limit")
     compile_ = st.checkbox("torch.compile the model", key="benchmark_compile")
 
-if mode == MODES[1]:
+if probe:
     f1, f2, f3 = st.columns(3)
     shots = f1.multiselect("Shots per class", DEFAULT_SHOTS, default=list(DEFAULT_SHOTS[:3]), key="benchmark_shots")
     splits = f2.number_input("Random splits", min_value=1, max_value=50, value=5, key="benchmark_splits")
     coarse = f3.checkbox("Group ImageNet classes into coarse WordNet categories", key="benchmark_coarse",
-                         value=defaults.coarse(data),
-                         help="For data with one image per ImageNet class, such as the shared sample.")
+                         value=coarse, help="For data with one image per ImageNet class, such as the shared sample.")
+ran = st.session_state.get("benchmark_run") or st.session_state.get(RESULT, (None,))[0] == ckpt.sha256
+show_preview(found, int(size), probe, domain=not ran)  # once a run is shown, its result says it
 
 if st.button("Run", type="primary", key="benchmark_run", on_click=lambda: st.session_state.pop(RESULT, None)):
     bar = st.progress(0.0, text="Starting...")
@@ -83,7 +89,6 @@ if st.button("Run", type="primary", key="benchmark_run", on_click=lambda: st.ses
                                    std=parse_channel_values(std_text, "std"))
         opts = EngineOptions(device=device, batch_size=int(batch), precision=precision, compile=compile_,
                              limit=int(limit) or None)
-        probe = mode == MODES[1]
 
         def work(stop):
             if probe:
@@ -101,32 +106,4 @@ if st.button("Run", type="primary", key="benchmark_run", on_click=lambda: st.ses
 
 sha, result = st.session_state.get(RESULT, (None, None))
 if result is not None and sha == ckpt.sha256:
-    for w in result.warnings:
-        st.warning(w)
-    if isinstance(result, EvalResult):
-        for col, (label, value, detail) in zip(st.columns(5), result.headline()):
-            col.metric(label, value, help=detail)
-        st.caption(f"Labels: {result.label_mapping['method']} · {result.n_classes} classes, "
-                   f"{result.num_outputs} head outputs · chance top-1 {result.chance_top1:.2%}")
-        a, b = st.columns(2)
-        a.plotly_chart(F.accuracy_figure(result), key="benchmark_accuracy")
-        b.plotly_chart(F.throughput_figure(result), key="benchmark_throughput")
-        st.plotly_chart(F.per_class_figure(result), key="benchmark_per_class")
-        confusion = F.confusion_figure(result)
-        if confusion is not None:
-            st.plotly_chart(confusion, key="benchmark_confusion")
-        else:
-            st.caption(f"No confusion matrix above {result.n_classes} > 50 classes.")
-    else:
-        st.caption(f"{result.n_classes} classes, {result.n_images} images ({result.n_skipped} skipped), "
-                   f"features of width {result.feature_dim}; probe: {result.probe}")
-        if result.results:
-            st.plotly_chart(F.fewshot_figure(result), key="benchmark_fewshot")
-            st.dataframe(result.rows(), hide_index=True)
-        if result.skipped_shots:
-            st.caption(f"Shot counts the data does not allow: {result.skipped_shots}")
-    if result.n_skipped:
-        with st.expander(f"{result.n_skipped} skipped files"):
-            st.write(result.skipped)
-    with st.expander("Preprocessing used and full result (JSON)"):
-        st.json(result.to_dict(), expanded=1)
+    show_result(result)

@@ -3,11 +3,13 @@ histogram against the init priors and spectrum against its shuffled twin."""
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import streamlit as st
 
 from ui.state import current_audit, current_checkpoint, or_stop
+from ui.trained import per_layer_histograms
 from vitdash.figures.colors import VERDICT_COLORS
 from vitdash.figures.trained import (
     HEATMAP_STATS,
@@ -29,6 +31,7 @@ def _spectrum(sha: str, source: str, name: str, role: str, scores: bool, _ckpt: 
     return full_spectrum(spectral_matrix(_ckpt.read(name), role), scores=scores)
 
 
+started = time.perf_counter()
 st.title("Is it trained?")
 ckpt = current_checkpoint()
 result = or_stop(lambda: current_audit(ckpt))
@@ -40,7 +43,7 @@ with st.container(border=True):
     cols[0].metric("Verdict", result.verdict)
     cols[1].metric("Confidence", f"{result.confidence:.2f}")
     cols[2].metric("Tensors at init", len(result.at_init))
-    cols[3].metric("Audit time", f"{result.seconds:.1f} s")
+    waited = cols[3].empty()  # filled at the end: the time this page took, not the analysis alone
     st.markdown("\n".join(f"- {e}" for e in result.evidence))
     if result.likely_init:
         st.caption(f"The at-init values match **{result.likely_init}**'s initialization.")
@@ -61,10 +64,12 @@ if any(t.block is not None for t in result.tensors):
 else:
     st.info("No repeated blocks found in the tensor names: the table below lists every tensor.")
 
+per_layer_histograms(ckpt, result)
+
 # ---- one tensor --------------------------------------------------------------------------------------------
 st.subheader("One tensor")
 names = [t.name for t in result.tensors]
-name = st.selectbox("Tensor", names, index=names.index(result.most_telling()),
+name = st.selectbox("Tensor", names, index=names.index(result.most_telling()), key="tensor_pick",
                     format_func=lambda n: f"{n}  [{result.tensor(n).verdict}]")
 rep = result.tensor(name)
 st.markdown(f":{VERDICT_COLORS[rep.verdict]}[**{rep.verdict}**]: {rep.reason}")
@@ -128,3 +133,6 @@ table = pd.DataFrame([{
 st.dataframe(table, hide_index=True)
 st.download_button("Download the audit (JSON)", json.dumps(result.to_dict(), indent=2, default=str),
                    file_name=f"{ckpt.name or 'checkpoint'}.audit.json", mime="application/json")
+waited.metric("Page ready in", f"{time.perf_counter() - started:.1f} s",
+              help=f"What you waited for this page: loading, the audit and every figure. The audit's analysis alone "
+                   f"took {result.seconds:.1f} s when it ran (it is kept for every later visit).")

@@ -15,6 +15,7 @@ from vitdash.figures.population import (
     layer_profile_figure,
     numeric_columns,
     prediction_figure,
+    scatter_axes,
     stat_scatter,
     zoo_frame,
 )
@@ -55,6 +56,7 @@ if folder and st.button("Audit population", key="zoo_run", type="primary"):
         report = run_job("zoo", zoo_bytes(population, int(workers)), lambda stop: audit_zoo(
             population, workers=int(workers), ray=ray_address.strip() or None, progress=progress, should_stop=stop),
             label=f"the scan of {len(population.models)} models")
+        bar.empty()  # done (or stopped): the table below says what came back
         if report is not None:
             st.session_state["zoo_report"] = report
     except VitdashError as e:
@@ -77,7 +79,7 @@ for note in report.notes:
 
 df = zoo_frame(report)
 st.subheader("Population")
-st.dataframe(df, hide_index=True, height=320)
+st.dataframe(df, hide_index=True, height=min(320, 35 * (len(df) + 1) + 3))  # no filler rows under the last
 
 numeric = numeric_columns(df)
 factors = [f for f in report.varying_factors if f in df] + ["group", "verdict", "parent"]
@@ -85,16 +87,15 @@ richest = max(range(len(factors)), key=lambda i: df[factors[i]].nunique())  # de
 scatter, embedding, prediction, layers = st.tabs(["Statistic against metric", "Embedding", "Accuracy prediction",
                                                   "Per layer"])
 with scatter:
-    if numeric:
+    if len(numeric) >= 2:
         c1, c2, c3 = st.columns(3)
-        default_y = numeric.index(report.target) if report.target in numeric else 0
-        default_x = numeric.index("dist_parent") if "dist_parent" in numeric else 0
-        x = c1.selectbox("x", numeric, index=default_x, key="zoo_x")
-        y = c2.selectbox("y", numeric, index=default_y, key="zoo_y")
+        default_x, default_y = scatter_axes(numeric, report.target)
+        x = c1.selectbox("x", numeric, index=numeric.index(default_x), key="zoo_x")
+        y = c2.selectbox("y", numeric, index=numeric.index(default_y), key="zoo_y")
         color = c3.selectbox("colour", factors, index=richest, key="zoo_color")
         st.plotly_chart(stat_scatter(df, x, y, color), key="zoo_scatter")
     else:
-        st.caption("No statistic varies across the population.")
+        st.caption("Fewer than two statistics vary across the population: nothing to plot one against.")
 with embedding:
     color = st.selectbox("colour", factors, index=richest, key="zoo_embed_color")
     st.plotly_chart(embedding_figure(df, color), key="zoo_embedding")

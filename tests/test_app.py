@@ -24,10 +24,33 @@ def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
     return at
 
 
-def test_app_starts_with_a_hint_and_no_error():
+def test_the_first_screen_opens_on_the_demo_and_answers_the_four_questions(demo_pair, request, monkeypatch):
+    """A new session opens on the demo's trained model: one line on what vitdash is, then four cards, each with
+    its answer and a link to its page."""
+    from tests.demo_utils import demo_cache_dir
+
+    monkeypatch.setenv("VITDASH_CACHE_DIR", str(demo_cache_dir(request.config)))
     at = _app().run()
-    assert not at.exception
-    assert any("Pick a checkpoint" in i.value for i in at.info)
+    assert not at.exception and errors(at) == []
+    assert at.session_state["source"] == str(demo_pair.trained)
+    assert at.title[0].value == "vitdash" and "Vision Transformer checkpoints" in at.markdown[0].value
+    cards = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert cards == ["#### Is it trained?", "#### What is it?", "#### Does it perform?", "#### Where does it look?"]
+    assert any(":green[TRAINED]" in m.value for m in at.markdown)  # the verdict
+    assert any("nearest family member **ViT-Ti/16 @224**" in m.value for m in at.markdown)  # the family
+    assert any("Not measured yet" in m.value for m in at.markdown)  # no accuracy was measured
+    assert len(at.image) == 1  # the rollout thumbnail
+    links = [el.proto.page for el in at.get("page_link")]
+    assert links == ["trained", "identity", "perform", "attention"]  # the four pages
+
+
+def test_a_checkpoint_that_cannot_be_opened_is_explained_once(tmp_path):
+    at = picker_test().run()
+    at.radio(key="source_kind").set_value("Path on server").run()
+    at.text_input(key="server_path").input(str(tmp_path / "nothing.pth")).run()
+    at.button(key="open_path").click().run()
+    assert sum("does not exist" in e for e in errors(at)) == 1  # the page's message; the sidebar points to it
+    assert any("the reason is on the page" in c.value for c in at.sidebar.caption)
 
 
 class _RunsCommand:
@@ -69,8 +92,11 @@ def test_bad_uploads_give_specific_messages_and_the_app_keeps_running(tmp_path):
     if sd is None:
         import timm
         sd = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1).state_dict()
+    assert any("still show" in i.value or "no checkpoint is open" in i.value for i in at.info)
     _upload(at, "good.safetensors", save(sd))
     assert not at.exception and not at.error
+    _upload(at, "broken.pth", b"")  # a failed upload after a good one: the good one is still what is shown
+    assert any("the pages still show **good.safetensors**" in i.value for i in at.info)
     assert any(m.label == "Layout" and m.value in ("torchvision", "timm") for m in at.metric)
 
 
@@ -102,3 +128,18 @@ def test_hub_offline_is_a_message_not_a_hang():
     at = page_test("overview.py", "hf-hub:google/vit-base-patch16-224").run()
     assert not at.exception
     assert any("Hub is unreachable" in e.value for e in at.error)
+
+
+def test_overview_maps_each_file_key_to_its_canonical_name(shared_dir):
+    at = page_test("overview.py", str(shared_dir / "checkpoints" / "dinov2-small-hf")).run()
+    assert not errors(at)
+    mapping = at.dataframe[0].value
+    assert list(mapping.columns[:2]) == ["original key", "canonical name"]
+    keys = list(mapping["original key"])
+    assert keys.index("encoder.layer.2.mlp.fc1.bias") < keys.index("encoder.layer.10.mlp.fc1.bias")  # natural order
+    assert any(m.value == "**1 key left over**" for m in at.markdown)
+    sha = "8b38fc0f3652d5a3cd0a5f3b71eb3b0b68a34460a68814528cb1e25177fe6e30"
+    assert any(c.value == sha for c in at.code)  # whole, not cut
+    assert [b.proto.label for b in at.get("download_button")] == ["Download report (HTML)"]
+    vit_pytorch = page_test("overview.py", str(shared_dir / "checkpoints" / "mnist_vit_lucidrains_layout.pt")).run()
+    assert {m.label: m.value for m in vit_pytorch.metric}["Layout"] == "vit-pytorch"  # a supported layout, named

@@ -20,14 +20,15 @@ import pytest
 from tests.demo_utils import demo_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
 CHROMIUM = Path(os.environ.get("VITDASH_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = ROOT / "artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 # What each page must show for the demo checkpoint (pages not listed are checked for a title and no exception).
 KEY_TEXT = {
-    "Overview": "Recognized as a Vision Transformer",
-    "What is it?": "Width",
+    "Home": "Does it perform?",
+    "Overview": "Mapping report",
     "Audit history": "Run the audit and save it",
 }
 
@@ -55,9 +56,10 @@ def server(demo_pair, request, tmp_path_factory):
     _browser_or_skip()
     tmp = tmp_path_factory.mktemp("server")
     port = _free_port()
+    models = SHARED / "checkpoints" if (SHARED / "checkpoints").is_dir() else tmp / "models"  # the real files
     env = dict(os.environ, VITDASH_CACHE_DIR=str(demo_cache_dir(request.config)),
                VITDASH_HISTORY_DB=str(tmp / "history.sqlite"), VITDASH_LIBRARY_DIR=str(tmp / "library"),
-               VITDASH_MODEL_DIRS=str(tmp / "models"), HF_HUB_CACHE=str(tmp / "hf"), TORCH_HOME=str(tmp / "torch"),
+               VITDASH_MODEL_DIRS=str(models), HF_HUB_CACHE=str(tmp / "hf"), TORCH_HOME=str(tmp / "torch"),
                HF_HUB_OFFLINE="1")
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -128,44 +130,80 @@ def _no_exception(page, where: str, log: Path) -> None:
                                f"server log:\n{log.read_text()[-2000:]}"
 
 
-def _pick_demo(page) -> None:
+def _pick(page, name: str) -> None:
+    """Open a library entry by its name (labels lead with it) from the sidebar."""
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Library", exact=True).click()
     _settle(page)
     box = sidebar.locator('[data-testid="stSelectbox"]').first
     box.click()
-    page.get_by_role("option", name=re.compile(r"digits-vit-trained")).first.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(name) + r" \(")).first.click()
     _settle(page)
     sidebar.locator('button[data-testid^="stBaseButton"]', has_text=re.compile(r"^Open$")).click()
     _settle(page)
-    sidebar.get_by_text("digits-vit-trained").last.wait_for(timeout=60_000)
+    sidebar.get_by_text(name).last.wait_for(timeout=60_000)
 
 
-def test_every_page_with_the_demo_checkpoint(server, browser, demo_pair):
+def _pick_demo(page) -> None:
+    _pick(page, "digits-vit-trained")
+
+
+def _nav_titles(page) -> list[str]:
+    return [t.strip().splitlines()[-1].strip()  # after the icon's name
+            for t in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts() if t.strip()]
+
+
+def test_a_fresh_session_shows_page_titles_not_file_names_and_opens_answered(server, browser):
+    """The navigation never lists the app_pages/ files' raw names, from the first paint on; the first screen is the
+    demo's trained model with the four questions answered."""
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(url, wait_until="commit")
+    seen = set()
+    for _ in range(30):  # the first seconds, as a first visitor sees them
+        seen.update(_nav_titles(page))
+        page.wait_for_timeout(100)
+    page.locator('[data-testid="stSidebarNav"] a').first.wait_for(timeout=60_000)
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_text("Where does it look?").first.wait_for(timeout=120_000)
+    _settle(page)
+    seen.update(_nav_titles(page))
+    assert "Home" in seen and not seen & {"app", "home", "overview", "trained", "identity", "perform", "attention"}
+    assert "TRAINED" in main.inner_text()
+    _shot(page, "00-first-screen")
+    page.close()
+
+
+CHECKPOINTS = {  # what each page is visited with: the demo, a real backbone, and a custom-layout file
+    "demo": "digits-vit-trained", "dinov2": "dinov2-small-hf", "custom": "fmnist_vit_custom.pth"}
+
+
+@pytest.mark.parametrize("which", list(CHECKPOINTS))
+def test_every_page(server, browser, which):
+    """Every page of the navigation on one checkpoint, a screenshot of each (artifacts/screenshots/)."""
+    if which != "demo" and not (SHARED / "checkpoints").is_dir():
+        pytest.skip(f"the shared checkpoints are not at {SHARED} (a fresh clone has no ../shared)")
     url, log = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url, wait_until="domcontentloaded")
     page.locator('[data-testid="stSidebar"]').wait_for(timeout=60_000)
     _settle(page)
-    _shot(page, "00-start")
-    _pick_demo(page)
-    _no_exception(page, "after picking the demo", log)
-    _shot(page, "01-demo-picked")
-
+    _pick(page, CHECKPOINTS[which])
+    _no_exception(page, f"after picking {which}", log)
+    titles = _nav_titles(page)
+    assert titles[:2] == ["Home", "Overview"] and "Audit history" in titles, titles
     links = page.locator('[data-testid="stSidebarNav"] a')
-    titles = [t.strip().splitlines()[-1].strip() for t in links.all_inner_texts()]  # after the icon's name
-    assert "Overview" in titles and "Audit history" in titles, titles
-    for i, title in enumerate(titles, start=2):
-        links.nth(titles.index(title)).click()
+    for i, title in enumerate(titles, start=1):
+        links.nth(i - 1).click()
         _settle(page)
         main = page.locator('[data-testid="stMain"]')
         main.locator("h1").first.wait_for(timeout=120_000)
         if title in KEY_TEXT:
             main.get_by_text(KEY_TEXT[title]).first.wait_for(timeout=120_000)
         _settle(page)
-        _shot(page, f"{i:02d}-{_slug(title)}")
-        _no_exception(page, title, log)
-        assert "Pick a checkpoint" not in main.inner_text(), f"{title}: the demo checkpoint was lost between pages"
+        _shot(page, f"{which}-{i:02d}-{_slug(title)}")
+        _no_exception(page, f"{which}: {title}", log)
+        assert "Pick a checkpoint" not in main.inner_text(), f"{title}: the checkpoint was lost between pages"
     page.close()
 
 

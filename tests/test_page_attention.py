@@ -56,7 +56,7 @@ def test_rollout_of_two_samples_with_top5_and_download(classifier):
     assert len(top5) == 2
     labels = top5[0]["data"][0]["y"]  # "ImageNet class name (index)" for a 1000-way head
     assert len(labels) == 5 and all(re.fullmatch(r"\S.* \(\d+\)", y) for y in labels)  # name (index)
-    assert any("of the rollout flow ends in prefix tokens" in c.value for c in at.caption)
+    assert any("of the rollout ends in prefix tokens" in c.value for c in at.caption)
     assert any("4x4 patches at 32x32 px" in c.value for c in at.caption)
 
 
@@ -75,6 +75,8 @@ def test_views_and_controls(classifier):
     at.selectbox(key="attn_head").set_value(last)
     run(at)
     assert not errors(at) and any(f"layer 1, head {last}" in c for c in captions(at))
+    assert any(f"of layer 1's attention (head {last}) goes to prefix tokens" in c.value for c in at.caption)
+    assert not any("rollout" in c.value for c in at.caption)  # raw attention is not a rollout
 
     at.radio(key="attn_view").set_value("heads")
     run(at)
@@ -159,3 +161,20 @@ def test_not_a_vit_is_refused_with_a_message(tmp_path):
     save_file({"encoder.weight": torch.randn(4, 4)}, str(path))
     at = run(page_test("attention.py", str(path)))
     assert any("not in a recognized ViT layout" in m for m in errors(at))
+
+
+def test_outlier_patches_of_the_shared_dinov2_are_saturated_marked_and_said(shared_dir):
+    """DINOv2's class token pours its attention into a few patches: by default they are capped at the others'
+    maximum and outlined, and the page says what they are (here not high-norm tokens: ViT-S has none)."""
+    at = page_test("attention.py", str(shared_dir / "checkpoints" / "dinov2-small-hf"), timeout=240)
+    at.session_state["attn_other_size"] = True  # 224 px: the same outliers, a fifth of the compute of 518 px
+    at.session_state["attn_h"] = at.session_state["attn_w"] = 224
+    run(at)
+    notices = [w.value for w in at.warning if "patch(es) hold" in w.value]
+    assert len(notices) == 2 and all("Marked with white boxes" in n and "colour range" in n for n in notices)
+    assert all("token norms are ordinary" in n for n in notices)
+    assert at.selectbox(key="attn_outliers").value == "saturate"
+    at.selectbox(key="attn_outliers").set_value("show")
+    run(at)
+    assert all("shown as they are" in w.value for w in at.warning if "patch(es) hold" in w.value)
+    assert at.get("download_button")

@@ -71,13 +71,14 @@ def test_recording_needs_a_reviewer_then_saves_and_recognizes_the_file(db):
     at.text_area(key="history_note").set_value("init weights, as expected")
     at.button[0].click().run()
     assert [e for e in errors(at) if "reviewer" not in e] == []
-    assert any("Saved audit #1" in s.value for s in at.success)
-    assert any("Already audited 1 time" in i.value for i in at.info)  # counted in the same run
+    assert [s.value.split(":")[0] for s in at.success] == ["Saved audit #1 (the first of this file)"]
+    assert not any("before" in i.value for i in at.info)  # one message for one save
     [rec] = AuditHistory(db).list()
     assert (rec.reviewer, rec.note, rec.verdict) == ("ana", "init weights, as expected", "init")
+    assert "Download report (HTML)" in [b.proto.label for b in at.get("download_button")]
 
     again = page_test("history.py", TIMM, timeout=120).run()  # a later visit says it was audited
-    assert any("Already audited 1 time" in i.value and "by ana" in i.value for i in again.info)
+    assert any("Audited 1 time before" in i.value and "by ana" in i.value for i in again.info)
 
 
 def test_unusable_database_path_is_a_message(tmp_path, monkeypatch):
@@ -98,7 +99,7 @@ def test_accuracy_measured_on_the_benchmark_page_is_saved(db, demo_pair):
     at = page_test("history.py", str(demo_pair.trained), timeout=120)
     at.session_state["benchmark_result"] = (ckpt.sha256, result)
     at.run()
-    assert any("will be saved: top-1" in c.value for c in at.caption)
+    assert any("'Does it perform?' page: top-1" in c.value for c in at.caption)
     at.text_input(key="history_reviewer").set_value("ana")
     at.button[0].click().run()
     assert errors(at) == []
@@ -115,3 +116,29 @@ def test_bad_accuracy_data_is_a_message_and_nothing_is_saved(db, tmp_path):
     assert len(at.exception) == 0
     assert any("does not exist" in e.value for e in at.error)
     assert AuditHistory(db).count() == 0
+
+
+def test_an_accuracy_off_the_models_domain_needs_an_explicit_confirmation(db, shared_dir):
+    """The Fashion-MNIST model scored on 8x8 digits: the form says so, and saving keeps the audit but not the number
+    unless the box is ticked; then the record says it was not the model's domain."""
+    from vitdash.load.sources import load
+    from vitdash.perform.engine import EngineOptions
+    from vitdash.perform.evaluate import evaluate
+
+    path = shared_dir / "checkpoints" / "fmnist_vit_custom.pth"
+    ckpt = load(path)
+    result = evaluate(ckpt, "digits", EngineOptions(device="cpu", limit=40), measure_throughput=False)
+    at = page_test("history.py", str(path), timeout=120)
+    at.session_state["benchmark_result"] = (ckpt.sha256, result)
+    at.run()
+    assert any("Fashion-MNIST" in w.value for w in at.warning)
+    assert at.checkbox(key="history_off_domain").value is False
+    at.text_input(key="history_reviewer").set_value("ana")
+    at.button[0].click().run()
+    assert errors(at) == [] and any(w.value.startswith("Accuracy not saved:") for w in at.warning)
+    [rec] = AuditHistory(db).list()
+    assert rec.top1 is None
+    at.checkbox(key="history_off_domain").check()
+    at.button[0].click().run()
+    saved = AuditHistory(db).list()[0]
+    assert saved.top1 == result.top1 and "(not the model's domain)" in saved.describe()

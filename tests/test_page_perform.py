@@ -138,3 +138,36 @@ def test_defaults_follow_the_checkpoint_picked_but_a_typed_value_stays(tiny10, t
     at.run()
     assert at.text_input(key="benchmark_data").value == str(tmp_path)
     assert at.radio(key="benchmark_mode").value == "Own-head accuracy"  # tiny10 has a 10-way head
+
+
+def _domain_warnings(at) -> list[str]:
+    return [w.value for w in at.warning if "Not this model's domain" in w.value]
+
+
+def test_data_off_the_models_domain_is_said_first_before_and_after_the_run(shared_dir):
+    """The Fashion-MNIST model on the built-in 8x8 digits: said before Run, and leading the result."""
+    at = page_test("perform.py", str(shared_dir / "checkpoints" / "fmnist_vit_custom.pth"), timeout=120).run()
+    assert not errors(at), errors(at)
+    assert at.text_input(key="benchmark_data").value == "digits"
+    [before] = _domain_warnings(at)
+    assert "trained on 28x28 grayscale Fashion-MNIST" in before and "the number says nothing about it" in before
+    at.number_input(key="benchmark_limit").set_value(60)
+    at.button(key="benchmark_run").click().run()
+    assert not errors(at), errors(at)
+    first = at.warning[0].value  # the run's own warnings follow the domain's, which is said once
+    assert first.startswith("**Not this model's domain.** This model was trained on") and len(_domain_warnings(at)) == 1
+    _, result = at.session_state["benchmark_result"]
+    assert result.off_domain and result.warnings[0] == result.off_domain
+
+
+def test_fewshot_quick_check_defaults_to_a_resolution_that_answers_in_about_a_minute(shared_dir):
+    """DINOv2 at its native 518 px is minutes on a CPU: the probe defaults to the largest size that fits about a
+    minute (never below 224 px), and the estimate, timed on one batch, is shown before Run."""
+    at = page_test("perform.py", str(shared_dir / "checkpoints" / "dinov2-small-hf"), timeout=240).run()
+    assert not errors(at), errors(at)
+    assert at.radio(key="benchmark_mode").value.startswith("Few-shot probe")  # no head
+    size = at.number_input(key="benchmark_img_size").value
+    assert 224 <= size <= 518 and size % 14 == 0
+    [estimate] = [c.value for c in at.caption if c.value.startswith("Estimated from 2 images timed at 224 px")]
+    assert "at 518 px" in estimate and f"at {size} px" in estimate and "interpolates the position embedding" in \
+        estimate or size == 518

@@ -20,10 +20,12 @@ def test_trained_real_file_with_every_section(shared_dir):
     titles = [s.value for s in at.subheader]
     assert {"Which blocks look trained?", "One tensor", "Position embedding", "Patch-embedding filters",
             "Every tensor"} <= set(titles)
-    # heatmap, histogram, spectrum, position grid, filters
-    assert len(at.get("plotly_chart")) == 5
+    # heatmap, per-layer histograms, histogram, spectrum, position grid, filters
+    assert len(at.get("plotly_chart")) == 6
+    assert "Per-layer histograms" in titles
+    assert any(m.label == "Page ready in" and m.value.endswith(" s") for m in at.metric)
 
-    at.selectbox[1].set_value("blocks.1.mlp.fc1.weight")  # [0] colours the heatmap, [1] picks the tensor
+    at.selectbox(key="tensor_pick").set_value("blocks.1.mlp.fc1.weight")
     at.selectbox[0].set_value("verdict")
     at.radio[0].set_value("normal scores (what the verdict uses)")
     at.run()
@@ -65,3 +67,36 @@ def test_nothing_to_audit_is_a_message(tmp_path):
     at = page_test("trained.py", source=str(path), timeout=60).run()
     assert not at.exception
     assert len(at.error) == 1 and "floating-point" in at.error[0].value, [e.value for e in at.error]
+
+
+def _layers_chart(at) -> dict:
+    import json
+
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == "layers_chart").proto.spec)
+
+
+def test_per_layer_histograms_with_log_density_and_an_overlay(demo_pair, request, monkeypatch):
+    """The demo's trained model: qkv in every block against its prior, then the tails, then its init twin on the
+    same bins."""
+    from tests.demo_utils import demo_cache_dir
+    from ui.state import library_changed
+
+    monkeypatch.setenv("VITDASH_CACHE_DIR", str(demo_cache_dir(request.config)))  # the library lists this pair
+    library_changed()
+    at = page_test("trained.py", source=str(demo_pair.trained), timeout=180).run()
+    assert errors(at) == []
+    assert at.selectbox(key="layers_slot").value == "attn.qkv.weight"
+    spec = _layers_chart(at)
+    panels = [k for k in spec["layout"] if k.startswith("yaxis")]
+    assert len(panels) == 4  # one per block, block 0 on top
+    assert all("KS" in a["text"] and "std ratio" in a["text"] for a in spec["layout"]["annotations"])
+    at.checkbox(key="layers_log").check().run()
+    assert errors(at) == []
+    assert all(spec_axis.get("type") == "log" for k, spec_axis in _layers_chart(at)["layout"].items()
+               if k.startswith("yaxis"))
+    at.selectbox(key="layers_other").set_value(str(demo_pair.init)).run()
+    assert errors(at) == []
+    overlay = _layers_chart(at)
+    init = [t for t in overlay["data"] if t.get("legendgroup") == "digits-vit-init"]
+    assert len(init) == 4 and sum(t.get("showlegend", True) for t in init) == 1  # a trace per block, one legend
+    assert "(matches)" in overlay["layout"]["annotations"][0]["text"]  # the init twin matches its prior

@@ -121,3 +121,17 @@ def test_the_pipeline_runs_its_steps_reports_them_and_keeps_going_after_a_failur
     assert [p.done for p in seen if p.stage == "auditing the weights"][-1] == len(found.audit.tensors)
     keys = lambda *a, **k: [key for key, _ in pipeline.pipeline_steps(tiny_vit_ckpt, *a, **k)]  # noqa: E731
     assert keys("digits") == ["audit", "architecture", "accuracy"] and keys("digits", accuracy=found) == keys()
+
+
+def test_a_page_reports_the_accuracy_it_measured_without_measuring_again(demo_pair, monkeypatch):
+    """The Overview's and History's 'Download report' pass the session's accuracy; nothing is evaluated again."""
+    from vitdash.perform import evaluate as E
+    from vitdash.perform.engine import EngineOptions
+
+    ckpt = load(demo_pair.trained)
+    measured = E.evaluate(ckpt, "digits", EngineOptions(limit=50), measure_throughput=False)
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
+    rep = R.generate(ckpt, accuracy=measured, attention_images=1)
+    assert [s.key for s in rep.sections] == ["checkpoint", "verdict", "architecture", "accuracy", "attention"]
+    assert rep.to_dict()["sections"]["accuracy"]["n_images"] == 50
+    assert rep.to_html().count('<img alt="') == 1  # the attention overlay, with its colour bar

@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui.access import current_user, hold_uploads, may_save_to_library, server_path
 from ui.state import (
+    DEFAULT_TRIED_KEY,
     SOURCE_KEY,
     UPLOAD_KEY,
     configured_dirs,
@@ -50,6 +51,15 @@ def _open_entry(entry: LibraryEntry) -> None:
     _set(source)
 
 
+def open_default() -> None:
+    """A new session opens on the demo's trained model (trained here, with a progress bar, on a fresh machine),
+    so the first screen answers the four questions instead of asking for a file. Tried once per session."""
+    if SOURCE_KEY in st.session_state or st.session_state.get(DEFAULT_TRIED_KEY):
+        return
+    st.session_state[DEFAULT_TRIED_KEY] = True
+    _open_entry(demo_entries()[0])
+
+
 def checkpoint_picker() -> None:
     with st.sidebar:
         st.header("Checkpoint")
@@ -73,7 +83,7 @@ def checkpoint_picker() -> None:
             if st.button("Open", key="open_timm"):
                 _set(f"timm:{name}")
         elif kind == "Path on server":
-            path = st.text_input("File or folder path")
+            path = st.text_input("File or folder path", key="server_path")
             if path and st.button("Open", key="open_path"):
                 try:
                     _set(server_path(path))
@@ -115,6 +125,7 @@ def _upload() -> None:
             select_upload(up.getvalue(), up.name)
         except VitdashError as e:
             st.error(str(e))
+            _still_open()
     if str(st.session_state.get(SOURCE_KEY, "")).endswith(f":{up.name}"):  # this upload opened fine
         folder = save_dir(configured_dirs())
         st.caption("Only this session sees the upload until you save it.")
@@ -131,6 +142,16 @@ def _upload() -> None:
             st.success(f"Saved as {path}")
 
 
+def _still_open() -> None:
+    """After a failed upload: what is still this session's checkpoint (the pages keep showing it)."""
+    try:
+        ckpt = selected()
+    except VitdashError:
+        ckpt = None
+    st.info(f"The upload was not opened; the pages still show **{ckpt.name}**." if ckpt is not None else
+            "The upload was not opened; no checkpoint is open.")
+
+
 def _describe_current() -> None:
     source = st.session_state.get(SOURCE_KEY)
     if not source:
@@ -138,8 +159,9 @@ def _describe_current() -> None:
     st.divider()
     try:
         ckpt = selected()
-    except VitdashError as e:
-        st.error(str(e))
+    except VitdashError:
+        # The page says why, in full, once (current_checkpoint); here only which source failed.
+        st.caption(f"Could not open `{source}`: the reason is on the page.")
         return
     if ckpt is None:
         return

@@ -28,6 +28,7 @@ from vitdash.trained.verdict import Audit, audit_bytes
 T = TypeVar("T")
 SOURCE_KEY = "source"  # the session's checkpoint: a path, 'timm:<name>', 'hf:<repo>' or an upload's key
 UPLOAD_KEY = "upload_ckpt"
+DEFAULT_TRIED_KEY = "default_checkpoint_tried"  # the session was opened on the demo once (ui.sidebar.open_default)
 PERFORM_DATA_KEY = "benchmark_data"  # the accuracy check's data; the attention page starts from it
 PERFORM_RESULT_KEY = "benchmark_result"  # (sha256, result) of 'Does it perform?'; the History page records it
 

@@ -364,6 +364,11 @@ def accuracy_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def latest_accuracy(records: Sequence[AuditRecord]) -> AuditRecord | None:
+    """The newest record that holds an accuracy (records come newest first, as `find_by_hash` lists them)."""
+    return next((r for r in records if r.top1 is not None), None)
+
+
 def off_domain(accuracy: Any) -> str:
     """Why an accuracy result (`EvalResult` or its dict) says nothing about the model, or '' when it does."""
     acc = accuracy.to_dict() if hasattr(accuracy, "to_dict") else accuracy

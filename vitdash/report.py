@@ -331,19 +331,20 @@ def report_bytes(ckpt, data: str | None = None, limit: int | None = None, attent
 
 
 def generate(ckpt, data: str | None = None, limit: int | None = None, attention_images: int = 3,
-             history=None, progress: ProgressFn | None = None, lineage_library=None) -> Report:
+             history=None, progress: ProgressFn | None = None, lineage_library=None, accuracy=None) -> Report:
     """Run every analysis that applies to `ckpt` and gather the sections.
 
-    `data` (a folder or 'digits') adds the accuracy check and takes the attention images from it; `history`
-    (an AuditHistory) adds the earlier audits of the same content; `lineage_library` (library entries) adds
-    the checkpoint's relatives among them.
+    `data` (a folder or 'digits') adds the accuracy check and takes the attention images from it; `accuracy` (an
+    EvalResult a page already measured) is reported instead of measuring again; `history` (an AuditHistory) adds
+    the earlier audits of the same content; `lineage_library` (library entries) adds the checkpoint's relatives
+    among them.
     """
 
-    found = run_pipeline(ckpt, data, options=EngineOptions(limit=limit), progress=progress)
+    found = run_pipeline(ckpt, data, accuracy=accuracy, options=EngineOptions(limit=limit), progress=progress)
     sections = [_section("verdict", "Is it trained?", found, "audit", verdict_section)]
     if ckpt.is_vit:
         sections.append(_section("architecture", "What is it?", found, "architecture", architecture_section))
-        if data:
+        if data or accuracy is not None:
             sections.append(_section("accuracy", "Does it perform?", found, "accuracy", accuracy_section))
         if attention_images > 0:
             if progress is not None:

@@ -173,11 +173,16 @@ class AttentionResult:
             return f"{self.head_fusion}, discard {self.discard_ratio:g}, from layer {self.start_layer}"
         return f"layer {layer}, " + ("mean of heads" if head is None else f"head {head}")
 
-    def notes(self) -> list[str]:
-        """The input's grid and size, how much of the rollout ends in prefix tokens, and the class whose
-        gradients weighed it."""
+    def notes(self, layer: int | None = None, head: int | None = None) -> list[str]:
+        """The input's grid and size, how much of what `shown(layer, head)` shows goes to prefix tokens (of the
+        rollout, or of that layer's raw attention), and the class whose gradients weighed it."""
         (gh, gw), (h, w) = self.grid, self.input_size
-        lines = [f"{gh}x{gw} patches at {h}x{w} px; {self.prefix_share:.1%} of the rollout flow ends in prefix tokens"]
+        if layer is None:
+            share = f"{self.prefix_share:.1%} of the rollout ends in prefix tokens"
+        else:
+            share = (f"{max(0.0, 1.0 - float(self.raw(layer, head).sum())):.1%} of layer {layer}'s attention "
+                     f"({'mean of heads' if head is None else f'head {head}'}) goes to prefix tokens")
+        lines = [f"{gh}x{gw} patches at {h}x{w} px; {share}"]
         if self.target_class is not None:
             lines.append(f"gradients of class {self.target_class}"
                          + (f" ({self.target_label})" if self.target_label else ""))
@@ -315,6 +320,18 @@ def preprocess(images: Sequence[Image.Image], prep: Preprocessing) -> tuple[torc
             im = t(im)
         shown.append(im)
     return torch.stack([transform(im) for im in converted]), shown
+
+
+QUICK_LOOK_PX = 224
+
+
+def quick_look(ckpt: Checkpoint, image: Image.Image, model: torch.nn.Module | None = None) -> AttentionResult:
+    """One image's rollout at min(native, QUICK_LOOK_PX) px, whole patches: a thumbnail that answers "where does
+    it look?" in about a second even for a 518-px backbone (timm interpolates the position embedding)."""
+    arch = infer_architecture(ckpt)
+    p = arch.patch_size
+    size = tuple(max(p, min(s, QUICK_LOOK_PX) // p * p) for s in arch.img_size)
+    return explain_images(ckpt, [image], model=model, img_size=None if size == tuple(arch.img_size) else size)[0]
 
 
 def explain_images(ckpt: Checkpoint, images: Sequence[Image.Image], *, model: torch.nn.Module | None = None,

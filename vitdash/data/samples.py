@@ -109,3 +109,11 @@ def merge_samples(*groups: list[ImageRef]) -> list[ImageRef]:
 def default_picks(refs: list[ImageRef], n: int = 2) -> list[ImageRef]:
     """What to show first: real photographs with a known class (the sample folder), else the first ones."""
     return ([r for r in refs if r.origin == "folder"] or refs)[:n]
+
+
+def look_sample(in_chans: int) -> ImageRef | None:
+    """One image to show where a model looks at a glance: a labelled photograph for a colour model, a digit
+    for a grayscale one (what `image_data_for` offers it)."""
+    refs = samples_for(in_chans) or (data_samples(image_data_for(in_chans), limit=8) if image_data_for(in_chans) else [])
+    picks = default_picks(refs, 1)
+    return picks[0] if picks else None

@@ -36,7 +36,8 @@ def family_scatter(rows: Sequence[Mapping[str, Any]], params_m: float, gflops: f
         textposition="top right" if not rows or params_m < median(r["params_m"] for r in rows) else "top left",
         marker=dict(symbol="star", size=18, color="crimson", line=dict(width=1, color="black")),
         hovertemplate=f"{label}<br>%{{x:.3g}} M params<br>%{{y:.3g}} GFLOPs<extra>this checkpoint</extra>"))
-    fig.update_layout(xaxis=dict(title="parameters (M)", type="log"), yaxis=dict(title="GFLOPs", type="log"),
+    fig.update_layout(xaxis=dict(title="parameters (M)", type="log", dtick=1),  # one label a decade, no 2s and 5s
+                      yaxis=dict(title="GFLOPs", type="log", dtick=1),
                       margin=dict(l=10, r=10, t=30, b=10), height=460, legend=dict(orientation="h", y=-0.18))
     return fig
 

@@ -151,11 +151,12 @@ def layer_profile_figure(report: ZooReport, stat: str = "std", color: str | None
         kwargs = {"color": "model"}
     shapes = df["architecture"].nunique()
     if shapes > 1:
-        kwargs.update(facet_row="architecture", facet_row_spacing=0.08)
+        kwargs.update(facet_row="architecture", facet_row_spacing=min(0.06, 0.25 / shapes))
     fig = px.line(df, x="index", y=stat, hover_name="tensor", hover_data=["model"], markers=True, **kwargs)
     if shapes > 1:
         fig.update_xaxes(matches=None, showticklabels=True)
+        fig.update_yaxes(matches=None)  # other architectures, other scales
         fig.for_each_annotation(lambda ann: ann.update(text=ann.text.split("=", 1)[-1]))
     fig.update_layout(title=f"Per-layer {stat}" + (f" ({shapes} architectures, one panel each)" if shapes > 1 else ""),
-                      xaxis_title="tensor (model order)", height=420 if shapes == 1 else 120 + 300 * shapes)
+                      xaxis_title="tensor (model order)", height=420 if shapes == 1 else 100 + 200 * shapes)
     return fig

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitdash.data.datasets import Dataset
+from vitdash.data.datasets import Dataset, load_digits
 from vitdash.data.labels import LabelMapping, class_names
 from vitdash.load.checkpoint import Checkpoint
 
@@ -72,6 +72,14 @@ class DomainCheck:
     data_size: tuple[int, int] | None
     model_size: tuple[int, int]
     reasons: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        """A caption's worth: '' when in its domain, else what the model is for against what the data is."""
+        if not self.mismatch:
+            return ""
+        model = self.model_set or f"{self.model_size[0]}x{self.model_size[1]} px"
+        return f"not this model's domain ({model} model, {self.data_set or 'other'} images)"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +178,9 @@ def domain_check(ckpt: Checkpoint, ds: Dataset, num_classes: int, img_size: Sequ
     reasons = []
     if model_set is not None and data_known is not None and model_set.name != data_known.name:
         reasons.append(f"the model was trained on {model_set.name} ({evidence}), the data is {data_known.name}")
+    if data_known is not None and data_known.channels != in_chans:
+        reasons.append(f"the data is {'grayscale' if data_known.channels == 1 else 'colour'}, the model takes "
+                       f"{'grayscale' if in_chans == 1 else 'colour'} images")
     names = class_names(num_classes, ckpt.metadata) if num_classes else None
     if names and mapping is not None and mapping.guess:
         reasons.append(f"the model names its classes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) "
@@ -192,3 +203,12 @@ def domain_check(ckpt: Checkpoint, ds: Dataset, num_classes: int, img_size: Sequ
     message = f"{head}: the number says nothing about it. Check it on data from its own domain."
     return DomainCheck(True, message, model_set and model_set.name, evidence, data_known and data_known.name, data_hw,
                        model_hw, reasons)
+
+
+def sample_domain(ckpt: Checkpoint, arch, origin: str) -> DomainCheck:
+    """Whether a sample image shown without a score (a rollout) is from the model's domain. Only the built-in
+    digits are judged (what a grayscale model is shown when nothing else is at hand); photographs offered to a
+    colour model are not evidence either way."""
+    if origin != "digits":  # an ImageRef's origin
+        return DomainCheck(False, "", None, "", None, None, (int(arch.img_size[0]), int(arch.img_size[1])))
+    return domain_check(ckpt, load_digits(), arch.num_classes, arch.img_size, arch.in_chans)
