@@ -14,7 +14,7 @@ from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.family import report
 from vitdash.pipeline import cached_model
 
-CARD_HEIGHT = 330
+CARD_HEIGHT = 350
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing a rollout...")
@@ -24,8 +24,8 @@ def _look(sha256: str, _ckpt) -> tuple[str, AttentionResult] | None:
     if ref is None:
         return None
     domain = sample_domain(_ckpt, arch, ref.origin)
-    return ref.title + (f"; {domain.short}" if domain.mismatch else ""), quick_look(_ckpt, ref.load(),
-                                                                                   cached_model(_ckpt))
+    name = ref.name + (f", not its domain ({domain.model_set or 'another'} model)" if domain.mismatch else "")
+    return name, quick_look(_ckpt, ref.load(), cached_model(_ckpt))
 
 
 def _card(title: str, page: str, link: str):
@@ -100,7 +100,7 @@ with attention:
             look = _look(ckpt.sha256, ckpt)
             if look is not None:
                 picture, _ = look[1].picture(opacity=0.55)
-                box.image(picture, caption=f"{look[0]}: attention rollout", width="stretch")
+                box.image(picture, caption=f"rollout of {look[0]}", width="stretch")
         except VitdashError as e:
             box.error(str(e))
     else:
