@@ -142,4 +142,6 @@ def test_overview_maps_each_file_key_to_its_canonical_name(shared_dir):
     assert any(c.value == sha for c in at.code)  # whole, not cut
     assert [b.proto.label for b in at.get("download_button")] == ["Download report (HTML)"]
     vit_pytorch = page_test("overview.py", str(shared_dir / "checkpoints" / "mnist_vit_lucidrains_layout.pt")).run()
-    assert {m.label: m.value for m in vit_pytorch.metric}["Layout"] == "vit-pytorch"  # a supported layout, named
+    layout = {m.label: m.value for m in vit_pytorch.metric}["Layout"]
+    assert layout not in ("custom", "unknown") and f"layout `{layout}`" in (ROOT / "README.md").read_text()  # named
+    assert any("Recognized as a Vision Transformer" in s.value for s in vit_pytorch.success)  # as the README says
