@@ -103,6 +103,10 @@ def test_bad_uploads_give_specific_messages_and_the_app_keeps_running(tmp_path):
 def test_overview_on_a_real_file(shared_dir):
     at = page_test("overview.py", str(shared_dir / "checkpoints" / "mnist_vit_torchvision_layout.pth")).run()
     assert not errors(at)
+    at.button(key="overview_report").click().run()  # the HTML report, made as a job, then offered for download
+    assert not errors(at) and [b.proto.label for b in at.get("download_button")] == ["Download report (HTML)"]
+    _, _, html = at.session_state["report_html"]
+    assert html.startswith("<!DOCTYPE html>") and "mnist_vit_torchvision_layout.pth" in html
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Layout"] == "torchvision" and metrics["Tensors"] == "34"
     assert any("Recognized as a Vision Transformer" in s.value for s in at.success)
@@ -140,7 +144,7 @@ def test_overview_maps_each_file_key_to_its_canonical_name(shared_dir):
     assert any(m.value == "**1 key left over**" for m in at.markdown)
     sha = "8b38fc0f3652d5a3cd0a5f3b71eb3b0b68a34460a68814528cb1e25177fe6e30"
     assert any(c.value == sha for c in at.code)  # whole, not cut
-    assert [b.proto.label for b in at.get("download_button")] == ["Download report (HTML)"]
+    assert at.button(key="overview_report").proto.label == "Make an HTML report"
     vit_pytorch = page_test("overview.py", str(shared_dir / "checkpoints" / "mnist_vit_lucidrains_layout.pt")).run()
     layout = {m.label: m.value for m in vit_pytorch.metric}["Layout"]
     assert layout not in ("custom", "unknown") and f"layout `{layout}`" in (ROOT / "README.md").read_text()  # named

@@ -75,7 +75,7 @@ def test_recording_needs_a_reviewer_then_saves_and_recognizes_the_file(db):
     assert not any("before" in i.value for i in at.info)  # one message for one save
     [rec] = AuditHistory(db).list()
     assert (rec.reviewer, rec.note, rec.verdict) == ("ana", "init weights, as expected", "init")
-    assert "Download report (HTML)" in [b.proto.label for b in at.get("download_button")]
+    assert at.button(key="history_report").proto.label == "Make an HTML report"
 
     again = page_test("history.py", TIMM, timeout=120).run()  # a later visit says it was audited
     assert any("Audited 1 time before" in i.value and "by ana" in i.value for i in again.info)

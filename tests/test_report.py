@@ -124,7 +124,7 @@ def test_the_pipeline_runs_its_steps_reports_them_and_keeps_going_after_a_failur
 
 
 def test_a_page_reports_the_accuracy_it_measured_without_measuring_again(demo_pair, monkeypatch):
-    """The Overview's and History's 'Download report' pass the session's accuracy; nothing is evaluated again."""
+    """The Overview's and History's report button pass the session's accuracy; nothing is evaluated again."""
     from vitdash.perform import evaluate as E
     from vitdash.perform.engine import EngineOptions
 
