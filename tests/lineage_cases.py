@@ -157,10 +157,10 @@ def _build_digits(out: Path, pair) -> None:
         _save(null / f"trained-seed{seed}.safetensors", train_demo(DemoRecipe(seed=seed, epochs=2)).trained_state)
 
 
-def _shared_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _shared_images(folder: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     from vitdash.data.images import open_image
 
-    files = sorted((Path(__file__).resolve().parents[2] / "shared" / "images" / "imagenet-sample").glob("*.JPEG"))
+    files = sorted(folder.glob("*.JPEG"))
     mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     x = torch.stack([(torch.from_numpy(np.asarray(open_image(f).resize((size, size)), dtype=np.float32))
                       .permute(2, 0, 1) / 255 - mean) / std for f in files[:96]])
@@ -175,7 +175,7 @@ def _build_dino(out: Path, dino_dir: Path) -> None:
 
     out.mkdir(parents=True)
     ckpt = load(dino_dir)
-    x, y = _shared_images(56)
+    x, y = _shared_images(dino_dir.parents[1] / "images" / "imagenet-sample", 56)
     for name, head, seed in (("dinov2-ft56", False, 0), ("dinov2-ft56-head", True, 1)):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
