@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from vitdash.identity.complexity import spec_params
 from vitdash.load.checkpoint import Checkpoint
 
 
@@ -54,3 +55,9 @@ def assert_same(ours: torch.Tensor, theirs: torch.Tensor, label: str, atol: floa
     print(f"\n[proof] {label}: max abs diff {diff:.2e}")
     assert ours.shape == theirs.shape and diff <= atol, (label, diff)
     return diff
+
+
+def assert_spec_complete(ckpt: Checkpoint, arch) -> None:
+    """The architecture read from the tensors accounts for every one of them (its parameter count, computed from
+    the hyper-parameters alone, is the checkpoint's)."""
+    assert sum(spec_params(arch).values()) == ckpt.num_params

@@ -3,13 +3,12 @@ VisionTransformer (RMSNorm, `patch_embed.norm`, SwiGLU as fc1_g/fc1_x, no class 
 own token features; the attention-pooling head and the text tower are set aside with their reasons."""
 from __future__ import annotations
 
-import math
-from functools import partial
-
 import pytest
 import torch
 
-from tests.layout_utils import assert_accounted, assert_same, image, randomize, saved_tensors
+from tests.layout_utils import assert_accounted, assert_same, assert_spec_complete, image, randomize, saved_tensors
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.model import build_model
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.load.sources import load
 
@@ -19,23 +18,16 @@ TEXT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermed
             max_position_embeddings=16)
 
 
-def _timm_model(ckpt: Checkpoint, num_heads: int) -> torch.nn.Module:
-    """timm's VisionTransformer as its aimv2_* models build it, sized from the canonical tensors and the metadata
-    the layout recorded, loaded strictly."""
-    from timm.layers import RmsNorm, SwiGLU
-    from timm.models.vision_transformer import VisionTransformer
-
-    t = ckpt.tensors
-    dim, chans, patch, _ = t.shape("patch_embed.proj.weight")
-    norm = partial(RmsNorm, eps=ckpt.metadata["norm_eps"])
-    model = VisionTransformer(
-        img_size=math.isqrt(t.shape("pos_embed")[1]) * patch, patch_size=patch, in_chans=chans, embed_dim=dim,
-        depth=1 + max(int(k.split(".")[1]) for k in t if k.startswith("blocks.")), num_heads=num_heads,
-        mlp_ratio=t.shape("blocks.0.mlp.fc1_g.weight")[0] / dim, class_token=False, global_pool="avg", fc_norm=False,
-        qkv_bias="blocks.0.attn.qkv.bias" in t, proj_bias="blocks.0.attn.proj.bias" in t, mlp_layer=SwiGLU,
-        act_layer=ckpt.metadata["hidden_act"], norm_layer=norm, embed_norm_layer=norm, num_classes=0)
-    model.load_state_dict(dict(t.materialize()), strict=True)
-    return model.eval()
+def _built(ckpt: Checkpoint) -> torch.nn.Module:
+    """The model vitdash builds, after the architecture it reads is checked against the source's config."""
+    arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
+    assert (arch.timm_class, arch.embed_dim, arch.depth, arch.num_heads, arch.heads_source, arch.patch_size) == (
+        "VisionTransformer", 64, 2, 4, "config", 8)
+    assert (arch.img_size, arch.num_prefix_tokens, arch.pos_embed, arch.global_pool) == ((32, 32), 0, "learned", "avg")
+    assert (arch.mlp_type, arch.mlp_layer, arch.norm_type, arch.patch_norm, arch.act, arch.norm_eps) == (
+        "swiglu", "SwiGLU", "rmsnorm", True, "silu", 1e-5)
+    return build_model(ckpt, arch)
 
 
 @pytest.mark.parametrize("biases", [False, True])
@@ -53,7 +45,7 @@ def test_vision_model(tmp_path, biases):
     assert all("attention-pooling head" in why for why in ckpt.unmapped_reasons.values())
     assert (ckpt.metadata["hidden_act"], ckpt.metadata["norm_eps"]) == ("silu", 1e-5)
     x = image()
-    rebuilt = _timm_model(ckpt, ckpt.metadata["config"]["num_attention_heads"])
+    rebuilt = _built(ckpt)
     with torch.no_grad():
         theirs = model(pixel_values=x).last_hidden_state
         assert_same(rebuilt.forward_features(x), theirs, f"Aimv2VisionModel[biases={biases}] tokens")
@@ -76,7 +68,7 @@ def test_aimv2_model_vision_half(tmp_path):
     assert ckpt.metadata["num_heads"] == 4  # from the nested vision_config
     x = image(2)
     with torch.no_grad():
-        assert_same(_timm_model(ckpt, ckpt.metadata["num_heads"]).forward_features(x),
+        assert_same(_built(ckpt).forward_features(x),
                     model.vision_model(pixel_values=x).last_hidden_state, "Aimv2Model vision half, tokens")
 
 

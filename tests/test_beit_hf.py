@@ -3,13 +3,13 @@ relative position bias per block or shared, LayerScale, mean pooling through fc_
 own outputs; the masked-image-modeling head and the mask token are set aside with their reasons."""
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.layout_utils import assert_accounted, assert_same, image, randomize, saved_tensors
+from tests.layout_utils import assert_accounted, assert_same, assert_spec_complete, image, randomize, saved_tensors
+from vitdash.identity.architecture import infer_architecture
+from vitdash.identity.model import build_model
 from vitdash.load.checkpoint import Checkpoint
 from vitdash.load.sources import load
 
@@ -17,27 +17,16 @@ BASE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermed
             patch_size=8)
 
 
-def _beit(ckpt: Checkpoint) -> torch.nn.Module:
-    """timm's Beit sized from the canonical tensors and the layout's metadata, loaded strictly. (The head count
-    is the width of a relative position table, where there is one.)"""
-    from timm.layers import LayerNorm
-    from timm.models.beit import Beit
-
-    t, meta = ckpt.tensors, ckpt.metadata
-    dim, chans, patch, _ = t.shape("patch_embed.proj.weight")
-    table = next(k for k in t if k.endswith("relative_position_bias_table"))
-    fc_norm = "fc_norm.weight" in t
-    model = Beit(
-        img_size=meta["config"]["image_size"], patch_size=patch, in_chans=chans, embed_dim=dim,
-        depth=1 + max(int(k.split(".")[1]) for k in t if k.startswith("blocks.")), num_heads=t.shape(table)[1],
-        mlp_ratio=t.shape("blocks.0.mlp.fc1.weight")[0] / dim, qkv_bias="blocks.0.attn.q_bias" in t,
-        use_abs_pos_emb="pos_embed" in t, use_rel_pos_bias="blocks.0.attn.relative_position_bias_table" in t,
-        use_shared_rel_pos_bias="rel_pos_bias.relative_position_bias_table" in t,
-        init_values=0.1 if "blocks.0.gamma_1" in t else None, norm_layer=partial(LayerNorm, eps=meta["norm_eps"]),
-        use_fc_norm=fc_norm, global_pool="avg" if fc_norm else "token",
-        num_classes=t.shape("head.weight")[0] if "head.weight" in t else 0)
-    model.load_state_dict(dict(t.materialize()), strict=True)
-    return model.eval()
+def _beit(ckpt: Checkpoint, pos: str, rel: str) -> torch.nn.Module:
+    """The model vitdash builds, after the architecture it reads is checked against the source's config."""
+    arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
+    assert (arch.timm_class, arch.embed_dim, arch.depth, arch.num_heads, arch.patch_size, arch.img_size) == (
+        "Beit", 64, 2, 4, 8, (32, 32))
+    assert (arch.num_prefix_tokens, arch.pos_embed, arch.rel_pos_bias, arch.mlp_type, arch.attn_bias) == (
+        1, pos, rel, "mlp", "qv")
+    assert arch.heads_source in ("config", "shapes") and arch.norm_eps == 1e-12  # (the table is one head wide)
+    return build_model(ckpt, arch)
 
 
 def _save(model, folder, names: str):
@@ -63,10 +52,11 @@ def test_beit_model_relative_bias_layer_scale_mean_pool(tmp_path, names):
     ckpt = load(tmp_path)
     assert ckpt.layout == "hf" and (ckpt.metadata["timm_class"], ckpt.metadata["pos_embed"]) == ("Beit", "relative")
     assert_accounted(ckpt, saved)
-    assert all("buffer" in why for why in ckpt.unmapped_reasons.values()) and len(ckpt.unmapped_keys) == (names == "hub")
+    assert all("buffer" in why for why in ckpt.unmapped_reasons.values())
+    assert len(ckpt.unmapped_keys) == (names == "hub")
     assert {"blocks.1.attn.q_bias", "blocks.1.attn.v_bias", "blocks.1.attn.relative_position_bias_table",
             "blocks.1.gamma_2", "fc_norm.weight"} <= set(ckpt.tensors)
-    rebuilt = _beit(ckpt)
+    rebuilt = _beit(ckpt, "relative", "per_block")
     x = image()
     with torch.no_grad():
         theirs = model(pixel_values=x)
@@ -98,7 +88,8 @@ def test_beit_for_masked_image_modeling(tmp_path, names):
     assert "masked-image-modeling head" in ckpt.unmapped_reasons["lm_head.weight"]
     x = image(2)
     with torch.no_grad():
-        assert_same(_beit(ckpt).forward_features(x), model.beit(pixel_values=x).last_hidden_state,
+        assert_same(_beit(ckpt, "learned+relative", "shared").forward_features(x),
+                    model.beit(pixel_values=x).last_hidden_state,
                     f"BeitForMaskedImageModeling[{names}] encoder tokens")
 
 
@@ -115,7 +106,8 @@ def test_beit_for_image_classification_without_layer_scale(tmp_path, names):
     assert ckpt.unmapped_keys == [] and "blocks.0.gamma_1" not in ckpt.tensors and "head.weight" in ckpt.tensors
     x = image(3)
     with torch.no_grad():
-        assert_same(_beit(ckpt)(x), model(pixel_values=x).logits, f"BeitForImageClassification[{names}] logits")
+        assert_same(_beit(ckpt, "relative", "per_block")(x), model(pixel_values=x).logits,
+                    f"BeitForImageClassification[{names}] logits")
 
 
 def test_data2vec_vision_for_image_classification(tmp_path):
@@ -130,4 +122,5 @@ def test_data2vec_vision_for_image_classification(tmp_path):
     assert_accounted(ckpt, saved)
     x = image(4)
     with torch.no_grad():
-        assert_same(_beit(ckpt)(x), model(pixel_values=x).logits, "Data2VecVisionForImageClassification logits")
+        assert_same(_beit(ckpt, "relative", "per_block")(x), model(pixel_values=x).logits,
+                    "Data2VecVisionForImageClassification logits")

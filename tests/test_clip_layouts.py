@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.layout_utils import assert_accounted, assert_same, image, randomize, saved_tensors
+from tests.layout_utils import assert_accounted, assert_same, assert_spec_complete, image, randomize, saved_tensors
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
 from vitdash.identity.timm_defs import clear_cache
@@ -26,8 +26,12 @@ OTHER_ACT = {"quick_gelu": "gelu", "gelu": "quick_gelu"}
 
 def _check_architecture(ckpt, act: str, heads: int = 4, width: int = 64):
     arch = infer_architecture(ckpt)
-    assert (arch.embed_dim, arch.depth, arch.num_heads, arch.patch_size, arch.img_size) == (width, 2, heads, 8, (32, 32))
-    assert (arch.num_prefix_tokens, arch.has_class_token, arch.global_pool, arch.mlp_type) == (1, True, "token", "mlp")
+    assert_spec_complete(ckpt, arch)
+    assert (arch.embed_dim, arch.depth, arch.num_heads, arch.patch_size, arch.img_size) == (width, 2, heads, 8,
+                                                                                          (32, 32))
+    assert (arch.timm_class, arch.num_prefix_tokens, arch.has_class_token, arch.global_pool) == (
+        "VisionTransformer", 1, True, "token")
+    assert (arch.pos_embed, arch.mlp_type) == ("learned", "mlp")
     assert (arch.act, arch.norm_eps, arch.pre_norm, arch.patch_bias, arch.num_classes) == (act, 1e-5, True, False, 0)
     return arch
 
@@ -123,6 +127,9 @@ OC_VARIANTS = {
     "layer_scale": dict(quick_gelu=False, vision_cfg={**OC_VISION, "ls_init_value": 0.5}),
     "avg_pool_ln_after": dict(quick_gelu=False, vision_cfg={**OC_VISION, "pool_type": "avg",
                                                             "final_ln_after_pool": True}),
+    "avg_pool": dict(quick_gelu=False, vision_cfg={**OC_VISION, "pool_type": "avg"}),
+    "clipa": dict(quick_gelu=False, vision_cfg={**OC_VISION, "no_ln_pre": True, "pool_type": "avg",
+                                                "final_ln_after_pool": True}),
 }
 
 
@@ -163,12 +170,16 @@ def test_open_clip_hub_folder(tmp_path, variant):
     assert "text tower" in reasons["transformer.resblocks.0.attn.in_proj_weight"]
     assert "joint image-text space" in reasons["visual.proj"]
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.depth, arch.num_heads, arch.heads_source, arch.patch_size, arch.img_size) == (
         64, 2, 4, "config", 8, (32, 32))
     assert (arch.act, arch.norm_eps, arch.pre_norm, arch.patch_bias) == (
-        "quick_gelu" if cfg["quick_gelu"] else "gelu", 1e-5, True, False)
+        "quick_gelu" if cfg["quick_gelu"] else "gelu", 1e-5, variant != "clipa", False)
+    assert (arch.timm_class, arch.pos_embed, arch.mlp_type, arch.num_prefix_tokens) == (
+        "VisionTransformer", "learned", "mlp", 1)
     assert arch.layer_scale == (variant == "layer_scale")
-    assert (arch.global_pool, arch.fc_norm) == (("avg", True) if variant == "avg_pool_ln_after" else ("token", False))
+    assert arch.global_pool == {"tok": "token", "avg": "avg"}[cfg["vision_cfg"].get("pool_type", "tok")]
+    assert arch.fc_norm == cfg["vision_cfg"].get("final_ln_after_pool", False)
     x = image(4)
     pooled, encoded = _open_clip_features(model, x)
     ours = _pooled(ckpt, arch, x)
@@ -190,6 +201,7 @@ def test_open_clip_training_checkpoint_without_config(tmp_path):
     assert_accounted(ckpt, saved_tensors(file), prefix="module.")
     assert any("no open_clip model config" in n for n in ckpt.metadata["mapping_notes"])
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.num_heads, arch.act) == (128, 2, "gelu") and arch.heads_source != "config"
     x = image(5)
     assert_same(_pooled(ckpt, arch, x), _open_clip_features(model, x)[0], "OpenCLIP training checkpoint, pooled")
@@ -205,6 +217,7 @@ def test_openai_state_dict_with_its_settings(tmp_path):
     assert_accounted(ckpt, sd)
     assert "recorded settings" in ckpt.unmapped_reasons["input_resolution"]
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert arch.act == "quick_gelu"
     x = image(6)
     assert_same(_pooled(ckpt, arch, x), _open_clip_features(model, x)[0], "OpenAI CLIP state dict, pooled")
@@ -235,6 +248,7 @@ def test_open_clip_timm_trunk(tmp_path, monkeypatch, request):
     assert {k for k in saved if not k.startswith("visual.")} == set(ckpt.unmapped_reasons)
     assert ckpt.origins["attn_pool.latent"] == ["visual.trunk.attn_pool.latent"]  # the file's own names
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.num_heads, arch.global_pool, arch.has_class_token) == (64, 4, "map", False)
     x = image(7)
     with torch.no_grad():

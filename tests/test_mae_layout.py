@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tests.layout_utils import assert_accounted, assert_same, image, randomize, saved_tensors
+from tests.layout_utils import assert_accounted, assert_same, assert_spec_complete, image, randomize, saved_tensors
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
 from vitdash.load.sources import load
@@ -73,9 +73,11 @@ def test_facebookresearch_pretraining_checkpoint(tmp_path):
     assert all("pretraining decoder" in why for why in ckpt.unmapped_reasons.values())
     assert any("pretraining decoder" in n for n in ckpt.metadata["mapping_notes"])
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.depth, arch.num_heads, arch.heads_source, arch.patch_size, arch.img_size) == (
         48, 2, 12, "config", 8, (32, 32))
     assert (arch.num_prefix_tokens, arch.global_pool, arch.mlp_type, arch.norm_eps) == (1, "token", "mlp", 1e-6)
+    assert (arch.timm_class, arch.pos_embed) == ("VisionTransformer", "fixed")  # MAE's saved sin-cos table
     x = image()
     rebuilt = build_model(ckpt, arch)
     with torch.no_grad():
@@ -117,7 +119,10 @@ def test_hugging_face_vit_mae_for_pretraining(tmp_path, names):
     assert set(ckpt.unmapped_keys) == {k for k in saved if k.startswith("decoder.")}
     assert all("pretraining decoder" in why for why in ckpt.unmapped_reasons.values())
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.depth, arch.num_heads, arch.heads_source, arch.norm_eps) == (64, 2, 4, "config", 1e-12)
+    assert (arch.patch_size, arch.img_size, arch.num_prefix_tokens, arch.pos_embed, arch.mlp_type) == (
+        8, (32, 32), 1, "fixed", "mlp")
     x = image(2)
     noise = torch.arange(16, dtype=torch.float32).expand(2, -1)  # with mask ratio 0: every patch, in order
     with torch.no_grad():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.layout_utils import assert_accounted, assert_same, randomize
+from tests.layout_utils import assert_accounted, assert_same, assert_spec_complete, randomize
 from vitdash.identity.architecture import infer_architecture
 from vitdash.identity.model import build_model
 from vitdash.load.sources import checkpoint_from_state_dict, load, load_timm
@@ -169,9 +169,11 @@ def test_siglip2_naflex_tower_at_its_grid(tmp_path, kind):
         assert set(ckpt.unmapped_keys) == {k for k in saved if not k.startswith("vision_model.")}
         assert all("text tower" in why for why in ckpt.unmapped_reasons.values())
     arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.depth, arch.num_heads, arch.heads_source, arch.patch_size, arch.img_size) == (
         64, 2, 4, "config", 8, (32, 32))
     assert (arch.num_prefix_tokens, arch.global_pool, arch.act, arch.mlp_type) == (0, "map", "gelu_tanh", "mlp")
+    assert (arch.timm_class, arch.pos_embed) == ("VisionTransformer", "learned")
     x = _image(5)
     tower = model.vision_model if kind == "Siglip2Model" else model
     with torch.no_grad():

@@ -355,6 +355,8 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
         "pos_embed" in names and is_sincos(t["pos_embed"])) else "learned"  # a computed (sin-cos) table is fixed
     pos = ([table] if "pos_embed" in names or "embeds.pos_embed" in names or "embeds.pos_embed_y" in names
            else []) + (["rope"] if settings.rope else []) + (["relative"] if rel_key else [])
+    if meta.get("pos_embed") == "fixed":  # the layout knows the table is a saved sin-cos one (MAE), never trained
+        pos = ["fixed" if p == "learned" else p for p in pos]
     num_classes = t.shape("head.weight")[0] if "head.weight" in names else 0
     representation = t.shape("pre_logits.fc.weight")[0] if "pre_logits.fc.weight" in names else 0
     mlp_type = "mlp" if mlp_layer == "Mlp" else "swiglu"
