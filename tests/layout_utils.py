@@ -59,5 +59,5 @@ def assert_same(ours: torch.Tensor, theirs: torch.Tensor, label: str, atol: floa
 
 def assert_spec_complete(ckpt: Checkpoint, arch) -> None:
     """The architecture read from the tensors accounts for every one of them (its parameter count, computed from
-    the hyper-parameters alone, is the checkpoint's)."""
-    assert sum(spec_params(arch).values()) == ckpt.num_params
+    the hyper-parameters alone, is the canonical tensors')."""
+    assert sum(spec_params(arch).values()) == ckpt.tensors.num_params
