@@ -72,13 +72,21 @@ def test_aimv2_model_vision_half(tmp_path):
                     model.vision_model(pixel_values=x).last_hidden_state, "Aimv2Model vision half, tokens")
 
 
-def test_native_tower_has_no_position_table(tmp_path):
-    """'native' towers compute a sin-cos table per image size: nothing in the file to map, and said so."""
+def test_native_tower_gets_its_run_time_table(tmp_path):
+    """'native' towers compute a sin-cos table per image size: the one for the config's size is made (the only
+    canonical tensor that is not the file's), and the model then computes transformers' features there."""
     from transformers import Aimv2VisionConfig, Aimv2VisionModel
 
     model = randomize(Aimv2VisionModel(Aimv2VisionConfig(**VISION, is_native=True, use_head=False)), seed=2)
     model.save_pretrained(tmp_path)
+    saved = saved_tensors(tmp_path / "model.safetensors")
     ckpt = load(tmp_path)
-    assert_accounted(ckpt, saved_tensors(tmp_path / "model.safetensors"))
-    assert "pos_embed" not in ckpt.tensors and ckpt.metadata["pos_embed"] == "fixed"
-    assert any("native" in n for n in ckpt.metadata["mapping_notes"])
+    assert ckpt.derived == ["pos_embed"] and ckpt.unmapped_keys == [] and "pos_embed" not in saved
+    assert ckpt.num_params == sum(v.numel() for v in saved.values()) == ckpt.tensors.num_params - 16 * 64
+    assert ckpt.metadata["pos_embed"] == "fixed" and any("native" in n for n in ckpt.metadata["mapping_notes"])
+    arch = infer_architecture(ckpt)
+    assert (arch.pos_embed, arch.grid_size) == ("fixed", (4, 4))
+    x = image(3)
+    with torch.no_grad():
+        assert_same(build_model(ckpt, arch).forward_features(x), model(pixel_values=x).last_hidden_state,
+                    "Aimv2VisionModel (native) tokens")

@@ -9,6 +9,9 @@ and the patch tokens averaged. The attention-pooling head some towers carry quer
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import torch
 
 from vitdash.load.layouts.canon import Canon, rename_by_rules
 from vitdash.load.layouts.clip_hf import map_tower, set_aside_beside
@@ -33,17 +36,35 @@ def _rules(p: str) -> list[tuple[str, str]]:
     ]
 
 
+def _native_table(canon: Canon, patch_shape: tuple[int, ...], config: dict[str, Any]) -> None:
+    """A 'native' tower computes its sin-cos table at run time for each image size ([sin w, cos w, sin h, cos h]
+    per patch, frequencies 1e4^(-i/(D/4)), in float64 as transformers does): made here for the config's size, where
+    timm's model with it as pos_embed is exact."""
+    dim, patch = patch_shape[0], patch_shape[-1]
+    grid = int(config.get("image_size", 224)) // patch  # Aimv2VisionConfig's default size
+    quarter = dim // 4
+
+    def table() -> torch.Tensor:
+        omega = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+        h, w = torch.meshgrid(*[torch.arange(grid, dtype=torch.float64)] * 2, indexing="ij")
+        eh, ew = h.flatten().outer(omega), w.flatten().outer(omega)
+        return torch.cat([ew.sin(), ew.cos(), eh.sin(), eh.cos()], 1).float()[None]
+
+    canon.synthesize("pos_embed", (1, grid * grid, dim), table)
+    canon.metadata["pos_embed"] = "fixed"
+    canon.notes.append(f"a 'native' AIMv2 tower computes its sin-cos position table for each image size: the table "
+                       f"for {grid * patch} px (the config's) is made here, so other sizes are resized from it")
+
+
 def convert(src, meta) -> Canon | None:
     patch = next((k for k in src if k in (_PATCH, "vision_model." + _PATCH)), None)
     if patch is None:
         return None
     prefix = patch[: -len(_PATCH)]
     canon = Canon(src)
-    map_tower(canon, prefix, meta, _QKV, "silu", ("rms_norm_eps", 1e-5))  # Aimv2VisionConfig's defaults
+    config = map_tower(canon, prefix, meta, _QKV, "silu", ("rms_norm_eps", 1e-5))  # Aimv2VisionConfig's defaults
     if "pos_embed" not in canon.infos:
-        canon.notes.append("a 'native' AIMv2 tower: its sin-cos position table is computed at run time for each "
-                           "image size, so the file holds no position embedding")
-        canon.metadata["pos_embed"] = "fixed"
+        _native_table(canon, src.shape(patch), config)
     rename_by_rules(canon, _rules(re.escape(prefix)))
     canon.set_aside([k for k in src if k.startswith(prefix + "head.")],
                     "AIMv2's attention-pooling head (its query is the raw class token, which no timm pool computes; "
