@@ -124,3 +124,21 @@ def test_data2vec_vision_for_image_classification(tmp_path):
     with torch.no_grad():
         assert_same(_beit(ckpt, "relative", "per_block")(x), model(pixel_values=x).logits,
                     "Data2VecVisionForImageClassification logits")
+
+
+def test_data2vec_vision_model_without_a_final_norm(tmp_path):
+    """Data2VecVisionModel is saved without its pooler, and with mean pooling it has no other final norm: the
+    encoder's tokens are the features, unnormalized, as timm's Beit computes them with its norm left out."""
+    from transformers import Data2VecVisionConfig, Data2VecVisionModel
+
+    model = randomize(Data2VecVisionModel(Data2VecVisionConfig(**BASE, use_relative_position_bias=True,
+                                                               layer_scale_init_value=0.1, use_mean_pooling=True)),
+                      seed=5)
+    saved = _save(model, tmp_path, "hub")
+    ckpt = load(tmp_path)
+    assert_accounted(ckpt, saved)
+    assert not {"norm.weight", "fc_norm.weight"} & set(ckpt.tensors)
+    x = image(5)
+    with torch.no_grad():
+        assert_same(_beit(ckpt, "relative", "per_block").forward_features(x), model(pixel_values=x).last_hidden_state,
+                    "Data2VecVisionModel (no final norm) tokens")

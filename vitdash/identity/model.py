@@ -193,6 +193,8 @@ def _instantiate(arch: ArchSpec, weight_init: str = "skip") -> nn.Module:
         raise VitdashError(f"timm's {arch.timm_class} cannot be built with the inferred settings: {e}") from None
     if arch.global_pool == "map" and arch.timm_class != "Eva":
         _fit_attention_pool(model, arch, _norm(arch), weight_init)
+    if arch.timm_class == "Beit" and not (arch.final_norm or arch.fc_norm):
+        model.norm = nn.Identity()  # (Beit has no switch for it: Data2VecVisionModel's files end without a norm)
     proj = getattr(getattr(model, "patch_embed", None), "proj", None)
     if not arch.patch_bias and getattr(proj, "bias", None) is not None:
         proj.bias = None  # bias-free patches without the pre-norm timm ties that to (open_clip's no_ln_pre: CLIPA)
