@@ -199,7 +199,9 @@ def test_open_clip_training_checkpoint_without_config(tmp_path):
     ckpt = load(file)
     assert ckpt.layout == "open_clip" and ckpt.wrappers == ["state_dict", "module"]
     assert_accounted(ckpt, saved_tensors(file), prefix="module.")
-    assert any("no open_clip model config" in n for n in ckpt.metadata["mapping_notes"])
+    notes = ckpt.metadata["mapping_notes"]
+    assert any("no open_clip model config" in n for n in notes) and any("preprocess_cfg" in n for n in notes)
+    assert ckpt.metadata["pretrained_cfg"]["mean"] == (0.48145466, 0.4578275, 0.40821073)  # open_clip's default
     arch = infer_architecture(ckpt)
     assert_spec_complete(ckpt, arch)
     assert (arch.embed_dim, arch.num_heads, arch.act) == (128, 2, "gelu") and arch.heads_source != "config"

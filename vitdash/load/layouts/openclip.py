@@ -48,9 +48,12 @@ def _model_config(meta: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _preprocessing(meta: dict[str, Any], vision: dict[str, Any]) -> dict[str, Any]:
+def _preprocessing(canon: Canon, meta: dict[str, Any], vision: dict[str, Any]) -> dict[str, Any]:
     """open_clip's eval transform as a timm pretrained_cfg: shortest side resized to the image size, centre crop."""
     pre = (meta.get("open_clip_config") or {}).get("preprocess_cfg") or {}
+    if not pre:
+        canon.notes.append("no open_clip preprocess_cfg: open_clip's defaults assumed (OpenAI's mean and std, "
+                           "bicubic, shortest side resized and centre-cropped)")
     cfg: dict[str, Any] = {"mean": tuple(pre.get("mean") or _MEAN), "std": tuple(pre.get("std") or _STD),
                            "interpolation": str(pre.get("interpolation") or "bicubic"), "crop_pct": 1.0}
     size = vision.get("image_size")
@@ -72,7 +75,7 @@ def _timm_trunk(src, meta: dict[str, Any]) -> Canon | None:
         canon.metadata["timm_model"] = str(vision["timm_model_name"])
     if vision.get("timm_pool") in ("avg", "token", "map"):
         canon.metadata["global_pool"] = vision["timm_pool"]  # open_clip resets the trunk's pool to it
-    canon.metadata["pretrained_cfg"] = _preprocessing(meta, vision)
+    canon.metadata["pretrained_cfg"] = _preprocessing(canon, meta, vision)
     canon.set_aside([k for k in src if k.startswith("visual.head.")],
                     "open_clip's projection head into the joint image-text space")
     canon.set_aside([k for k in src if not k.startswith("visual.")], "the text tower and the contrastive scale")
@@ -104,7 +107,7 @@ def convert(src, meta) -> Canon | None:
         canon.metadata["hidden_act"] = "quick_gelu" if config.get("quick_gelu") else "gelu"
     canon.metadata["norm_eps"] = float((vision.get("norm_kwargs") or {}).get("eps", 1e-5))
     canon.metadata["timm_class"] = "VisionTransformer"
-    canon.metadata["pretrained_cfg"] = _preprocessing(meta, vision)
+    canon.metadata["pretrained_cfg"] = _preprocessing(canon, meta, vision)
     if vision.get("pos_embed_type") == "sin_cos_2d":
         canon.metadata["pos_embed"] = "fixed"
     pool = vision.get("pool_type", "tok")
