@@ -36,6 +36,7 @@ cols[4].metric("Image", f"{arch.img_size[0]} px" if arch.img_size[0] == arch.img
                f"{arch.img_size[0]}x{arch.img_size[1]}", help="input size the position embedding was made for")
 cols[5].metric("Parameters", f"{cx.num_params / 1e6:.2f} M")
 cols[6].metric("GFLOPs", f"{cx.gflops:.3g}", help=CONVENTION)
+st.caption(arch.structure)
 if arch.heads_inferred:
     st.caption(f"\\* heads not stated by any config ({arch.heads_source}); candidates that fit the shapes: "
                f"{', '.join(map(str, arch.head_candidates))}")

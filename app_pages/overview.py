@@ -19,7 +19,8 @@ cols[2].metric("Layout", ckpt.layout)
 cols[3].metric("Format", ckpt.format)
 
 if ckpt.is_vit:
-    st.success(f"Recognized as a Vision Transformer ({ckpt.layout} layout, mapped to timm names).")
+    st.success(f"Recognized as a Vision Transformer: timm's {ckpt.metadata.get('timm_class', 'VisionTransformer')} "
+               f"({ckpt.layout} layout, mapped to its names).")
 else:
     st.warning(f"Not recognized as a ViT: it looks like {ckpt.looks_like}.")
 for w in ckpt.warnings:

@@ -126,8 +126,27 @@ class ArchSpec:
                 "SwiGLU": "SwiGLU (separate gate fc1_g and value fc1_x)"}.get(self.mlp_layer, self.mlp_layer)
         return kind + (" + inner norm" if self.mlp_norm else "")
 
+    @property
+    def structure(self) -> str:
+        """The class and what sets this network apart, in words (the Architecture page's line)."""
+        rope = {"dinov3": "RoPE (DINOv3's)", "mixed": "RoPE with learned frequencies", "cat": "axial RoPE"}.get(
+            self.model_args.get("rope_type"), "RoPE")
+        words = {"learned": "learned position table", "fixed": "fixed position table", "rope": rope,
+                 "relative": "relative position bias" + (" (shared)" if self.rel_pos_bias == "shared" else ""),
+                 "none": "no position encoding"}
+        bias = {"qkv": "q/k/v biases", "qv": "q and v biases", "none": "no q/k/v bias"}[self.attn_bias]
+        tokens = [f"{n} {kind}" for kind, n in self.tokens.items() if n]
+        parts = [f"timm {self.timm_class}", " + ".join(words.get(p, p) for p in self.pos_embed.split("+")),
+                 self.mlp_kind, ("LayerNorm" if self.norm_type == "layernorm" else "RMSNorm")
+                 + (" after each sublayer" if self.block == "post_norm" else ""), bias]
+        parts += ["LayerScale"] if self.layer_scale else []
+        parts += [(" + ".join(tokens) + " token" + ("s" if self.num_prefix_tokens > 1 else "")) if tokens
+                  else "no prefix tokens"]
+        return " · ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["structure"] = self.structure
         d["attn_dim"] = self.attn_dim
         d["pooling"] = self.pooling
         d["tokens"] = self.tokens

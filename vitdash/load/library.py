@@ -315,4 +315,10 @@ TIMM_ARCHITECTURES = (
     "vit_large_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
     "deit_small_distilled_patch16_224",
     "vit_small_patch14_dinov2", "vit_small_patch14_reg4_dinov2", "vit_base_patch16_clip_224",
+    # the families downloaded most today (timm's Eva, Beit and NaFlexVit classes among them)
+    "vit_small_patch16_dinov3", "vit_base_patch16_dinov3", "eva02_tiny_patch14_224", "eva02_base_patch14_224",
+    "vit_base_patch16_siglip_224", "vit_so400m_patch14_siglip_224", "naflexvit_base_patch16_siglip",
+    "aimv2_large_patch14_224", "beit_base_patch16_224", "beitv2_base_patch16_224", "vit_base_patch16_224.mae",
+    "vit_base_patch16_clip_quickgelu_224", "vit_pe_core_small_patch16_384", "vit_small_patch16_rope_224",
+    "vit_small_patch16_rope_mixed_224",
 )

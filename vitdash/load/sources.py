@@ -34,7 +34,7 @@ from vitdash.load.formats import read_file, safetensors_reader
 from vitdash.load.formats.raw import RawCheckpoint, sha256_files
 from vitdash.load.formats.torch_pickle import from_object
 from vitdash.load.layouts import detect
-from vitdash.load.layouts.timm_layout import PATCH_KEYS
+from vitdash.load.layouts.timm_layout import PATCH_KEYS, timm_class
 from vitdash.load.looks_like import looks_like
 
 
@@ -324,6 +324,7 @@ def _finish(raw: RawCheckpoint, source: str, name: str) -> Checkpoint:
                           integrity=_integrity(raw), size_bytes=size, name=name, is_vit=False, looks_like=looks,
                           source_tensors=raw.tensors)
     metadata = {**raw.metadata, **found.metadata}
+    metadata.setdefault("timm_class", timm_class(set(found.tensors), metadata))  # the class the names are of
     args = metadata.get("args")
     if isinstance(args, dict) and isinstance(args.get("model"), str):
         metadata.setdefault("timm_model", args["model"])  # timm train.py records the model name
