@@ -160,3 +160,38 @@ def test_a_stop_during_the_checkpoint_pass_skips_the_twin(tiny_vit_ckpt):
     assert r.cancelled and r.results == [] and 0 < done < 100
     assert not any("twin" in p.message for p in seen[1:])  # never built
     assert r.warnings[0] == f"cancelled after {done} of 200 image passes: no probe was fitted"
+
+
+# The probe reads what each family pools: DINOv3 (timm's definition) the mean of its patch tokens after the
+# final norm, SigLIP its attention pool's output, CLIP its class token, AIMv2 the mean of its tokens (no class
+# token), a Perception Encoder its (Eva) attention pool.
+POOLED = [("vit_small_patch16_dinov3", dict(img_size=32, embed_dim=48, num_heads=3), "avg"),
+          ("vit_base_patch16_siglip_224", dict(img_size=32, embed_dim=48, num_heads=3), "map"),
+          ("vit_base_patch16_clip_224", dict(img_size=32, embed_dim=48, num_heads=3), "token"),
+          ("aimv2_large_patch14_224", dict(img_size=28, embed_dim=48, num_heads=3), "avg"),
+          ("vit_pe_core_tiny_patch16_384", dict(img_size=32), "map")]
+
+
+@pytest.mark.parametrize("name,kwargs,pool", POOLED, ids=[p[0] for p in POOLED])
+def test_probe_features_are_the_familys_pooled_feature(name, kwargs, pool):
+    import torch
+
+    from vitdash.identity.architecture import infer_architecture
+    from vitdash.identity.model import build_model
+    from vitdash.load.sources import load_timm
+    from vitdash.perform.engine import prepare_forward
+
+    ckpt = load_timm(name, depth=2, **kwargs)
+    arch = infer_architecture(ckpt)
+    assert arch.global_pool == pool
+    model = build_model(ckpt, arch)
+    x = torch.randn(3, 3, *arch.img_size)
+    features = prepare_forward(model, torch.device("cpu"), torch.float32, EngineOptions(), features=True)(x)
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+        expected = {"token": lambda: tokens[:, 0], "avg": lambda: tokens[:, model.num_prefix_tokens:].mean(1),
+                    "map": lambda: model.attn_pool(tokens)}[pool]()
+    torch.testing.assert_close(features, expected)
+    if name.endswith("dinov3"):  # and the same engine runs the probe on it and on its random twin
+        r = fewshot(ckpt, "digits", shots=(1,), n_splits=1, options=EngineOptions(device="cpu", limit=100))
+        assert r.feature_dim == 48 and r.results[0].random_init_accuracy_mean is not None
