@@ -124,6 +124,13 @@ def test_gflops_follow_timm_published_gmacs():
     ("deit_tiny_distilled_patch16_224", dict(img_size=48, depth=1)),
     ("vit_small_patch14_reg4_dinov2", dict(img_size=28, depth=1, num_classes=7)),
     ("vit_giant_patch14_dinov2", dict(img_size=28, depth=1, embed_dim=96, num_heads=4)),
+    # timm's other classes: Eva with RoPE and registers, with unfused q/k/v and SwiGLU + norm, with an attention
+    # pool; Beit with relative bias; NaFlexVit (RoPE, relative bias and gating are not matrix products)
+    ("vit_small_patch16_dinov3", dict(img_size=64, depth=1, embed_dim=96, num_heads=3)),
+    ("eva02_tiny_patch14_224", dict(img_size=56, depth=1)),
+    ("vit_pe_core_tiny_patch16_384", dict(img_size=64, depth=1)),
+    ("beit_base_patch16_224", dict(img_size=64, depth=1, embed_dim=96, num_heads=3)),
+    ("naflexvit_base_patch16_siglip", dict(depth=1, embed_dim=96, num_heads=3)),
 ])
 def test_macs_equal_torch_flop_counter(name, kwargs):
     """Analytic count = half of what torch's FlopCounterMode measures on a real forward (it counts 2 per MAC)."""
@@ -132,9 +139,10 @@ def test_macs_equal_torch_flop_counter(name, kwargs):
     ckpt = load_timm(name, **kwargs)
     import timm
 
-    model = timm.create_model(name, **kwargs).eval()
-    for block in model.blocks:
-        block.attn.fused_attn = False  # the counter sees explicit matmuls, not CPU fused attention
+    model = timm.create_model(name, **kwargs).eval().requires_grad_(False)  # (torch's module tracker and a pool)
+    for attn in [block.attn for block in model.blocks] + [getattr(model, "attn_pool", None)]:
+        if attn is not None:
+            attn.fused_attn = False  # the counter sees explicit matmuls, not CPU fused attention
     arch = infer_architecture(ckpt)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 3, *arch.img_size))

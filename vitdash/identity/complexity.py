@@ -129,14 +129,15 @@ def macs_by_component(arch: ArchSpec, img_size: tuple[int, int] | None = None) -
         "attention_proj": arch.depth * (n * d * 3 * a + n * a * d),
         "attention_matrix": arch.depth * 2 * n * n * a,
         "mlp": arch.depth * (n * d * fc1_out + n * hidden * d),
-        "attn_pool": _attn_pool_macs(arch, patches),
+        "attn_pool": _attn_pool_macs(arch, patches + (arch.num_prefix_tokens if arch.timm_class == "Eva" else 0)),
         "head": head,
     }
 
 
 def _attn_pool_macs(arch: ArchSpec, patches: int) -> int:
-    """timm's AttentionPoolLatent on the patch tokens (prefix tokens are dropped before it): keys and values
-    of every patch, then q, scores, mixing, projection and MLP for the latent queries only."""
+    """timm's AttentionPoolLatent on the tokens it reads (VisionTransformer drops the prefix tokens before it, Eva
+    keeps them): keys and values of every token, then q, scores, mixing, projection and MLP for the latent
+    queries only."""
     if arch.global_pool != "map":
         return 0
     d, latents = arch.embed_dim, arch.pool_latent_len
