@@ -138,7 +138,8 @@ class ArchSpec:
         tokens = [f"{n} {kind}" for kind, n in self.tokens.items() if n]
         parts = [f"timm {self.timm_class}", " + ".join(words.get(p, p) for p in self.pos_embed.split("+")),
                  self.mlp_kind, ("LayerNorm" if self.norm_type == "layernorm" else "RMSNorm")
-                 + (" after each sublayer" if self.block == "post_norm" else ""), bias]
+                 + {"post_norm": " inside each residual branch", "post_ln": " after each residual add"}.get(
+                     self.block, ""), bias]
         parts += ["LayerScale"] if self.layer_scale else []
         parts += [(" + ".join(tokens) + " token" + ("s" if self.num_prefix_tokens > 1 else "")) if tokens
                   else "no prefix tokens"]
