@@ -235,3 +235,12 @@ def test_states_and_errors():
         q.submit("mining", MB)
     with pytest.raises(Exception, match="positive budget"):
         JobQueue(budget=0)
+
+
+def test_a_job_that_still_cannot_fit_once_the_cache_is_empty_is_turned_away():
+    mem = FakeMemory(base=900 * MB)
+    q = JobQueue(budget=1000 * MB, rss=mem, make_room=lambda n: 0)  # nothing to drop
+    q._idle_rss = 100 * MB  # measured before the server filled up with what the cache cannot give back
+    with pytest.raises(JobCancelled, match="This audit job needs about 300 MB") as e, q.slot("audit", 300 * MB):
+        pytest.fail("must not run")
+    assert "VITDASH_MEMORY_MB" in str(e.value) and q.stats().waiting == 0

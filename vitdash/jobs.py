@@ -249,8 +249,9 @@ class JobQueue:
                 needed = self._committed() + head.estimate - self.budget
             if needed > 0:
                 if not self._running and head.estimate > self.budget - self._idle_rss:
-                    head.cancel(f"it needs about {_mb(head.estimate)} and the server, idle, leaves only "
-                                f"{_mb(max(self.budget - self._idle_rss, 0))} of its {_mb(self.budget)} budget")
+                    head.cancel(f"This {head.kind} job needs about {_mb(head.estimate)} and the server, even idle, "
+                                f"leaves only {_mb(max(self.budget - self._idle_rss, 0))} of its {_mb(self.budget)} "
+                                "budget (VITDASH_MEMORY_MB)")
                     continue
                 return  # first come, first served: the head waits for memory, the others wait behind it
             self._waiting.pop(0)
@@ -276,8 +277,8 @@ class JobQueue:
                 live = [j for j in self._running if not j.cancelled]
                 if rss > self.budget and live and len(live) == len(self._running):
                     newest = max(live, key=lambda j: j.started or 0.0)
-                    newest.cancel(f"stopped: the server reached its memory budget of {_mb(self.budget)} "
-                                  f"({_mb(rss)} resident); try a smaller batch or input size")
+                    newest.cancel(f"the server reached its memory budget of {_mb(self.budget)} ({_mb(rss)} "
+                                  "resident); try a smaller batch or input size")
                     self._counts["memory"] += 1
             time.sleep(self._interval)
 
