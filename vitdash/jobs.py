@@ -252,6 +252,9 @@ class JobQueue:
                     head.cancel(f"This {head.kind} job needs about {_mb(head.estimate)} and the server, even idle, "
                                 f"leaves only {_mb(max(self.budget - self._idle_rss, 0))} of its {_mb(self.budget)} "
                                 "budget (VITDASH_MEMORY_MB)")
+                    self._waiting.pop(0)
+                    head.state = CANCELLED
+                    self._counts["refused"] += 1
                     continue
                 return  # first come, first served: the head waits for memory, the others wait behind it
             self._waiting.pop(0)

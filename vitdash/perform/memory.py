@@ -57,8 +57,10 @@ def forward_job_bytes(arch: ArchSpec, input_size: Sequence[int], batch: int, n_i
 def estimate_forward(arch: ArchSpec, input_size: Sequence[int], opts: EngineOptions, n_images: int = 0,
                      feature_sets: int = 0) -> int:
     """The job queue's reservation for an accuracy check (`feature_sets=0`) or a few-shot probe (2 with its twin)
-    run with `opts`: the batch is the one the engine will use. On CUDA only the decoded batch and the model's
-    host copy are in RAM, but the estimate stays the CPU one: it errs high rather than let a job through."""
+    run with `opts`: the batch is the one the engine will use (never more than `opts.limit` images). On CUDA only
+    the decoded batch and the model's host copy are in RAM, but the estimate stays the CPU one: it errs high
+    rather than let a job through."""
     batch = opts.batch_for(torch.device("cpu"), activation_bytes(arch, input_size))
-    n = min(n_images, opts.limit) if opts.limit and n_images else n_images
-    return forward_job_bytes(arch, input_size, batch, n, arch.embed_dim, feature_sets)
+    if opts.limit:
+        batch, n_images = min(batch, opts.limit), min(n_images, opts.limit)
+    return forward_job_bytes(arch, input_size, batch, n_images, arch.embed_dim, feature_sets)
