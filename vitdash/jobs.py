@@ -8,7 +8,7 @@ at most `max_running` at once, first come first served, and only while the proce
 the running jobs have reserved leaves room for it under the budget ($VITDASH_MEMORY_MB, default half the
 machine). A job that could never fit, even alone, is refused at once with the reason; so is one that finds
 the waiting line full. A watchdog samples the resident size while jobs run and stops the newest one if the
-budget is passed anyway (an estimate that was too low), so nothing runs past it.
+budget is neared anyway (an estimate that was too low: at 95% of it), so nothing runs past it.
 
 A job belongs to an owner (a browser session): a new job from the same owner cancels the older one (the
 page was rerun with other inputs), and the owner can be cancelled as a whole (the tab was closed). Work polls
@@ -31,6 +31,9 @@ from vitdash.errors import VitdashError
 
 WAITING, RUNNING, DONE, CANCELLED = "waiting", "running", "done", "cancelled"
 KINDS = ("accuracy", "fewshot", "zoo", "audit", "report", "lineage")
+# The watchdog stops the newest job here, not at the budget itself: a stop lands at the job's next check (about a
+# second of work), and the job may still grow until then.
+WATCH_FRACTION = 0.95
 # A full audit takes well under a second below this (a ViT-S/16: 88 MB) and is not worth a place in line.
 LARGE_AUDIT_BYTES = 256 << 20
 
@@ -278,7 +281,7 @@ class JobQueue:
                 rss = self._rss()
                 self._peak = max(self._peak, rss)
                 live = [j for j in self._running if not j.cancelled]
-                if rss > self.budget and live and len(live) == len(self._running):
+                if rss > WATCH_FRACTION * self.budget and live and len(live) == len(self._running):
                     newest = max(live, key=lambda j: j.started or 0.0)
                     newest.cancel(f"the server reached its memory budget of {_mb(self.budget)} ({_mb(rss)} "
                                   "resident); try a smaller batch or input size")

@@ -48,9 +48,10 @@ def model_bytes(arch: ArchSpec) -> int:
 def forward_job_bytes(arch: ArchSpec, input_size: Sequence[int], batch: int, n_images: int = 0,
                       feature_dim: int = 0, feature_sets: int = 1) -> int:
     """What an accuracy check or a few-shot probe adds to the process at its peak: the model while it is built
-    (the fresh module and the state it loads: twice its weights), one batch's activations, and the features
-    kept for the probe (`feature_sets` of `n_images` x `feature_dim`)."""
-    return (2 * model_bytes(arch) + batch * activation_bytes(arch, input_size)
+    (three times its weights: the fresh module, the state it loads, and the checkpoint's own pages read from a
+    memory-mapped file, which count as resident until let go), one batch's activations, and the features kept
+    for the probe (`feature_sets` of `n_images` x `feature_dim`)."""
+    return (3 * model_bytes(arch) + batch * activation_bytes(arch, input_size)
             + FLOAT * n_images * feature_dim * feature_sets + OVERHEAD)
 
 
