@@ -117,9 +117,9 @@ def test_sign_in_audit_the_demo_sign_out_and_a_refusal(provider, app):
             expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
         shot(page, "signin-01-signed-out")
 
-        # 2. Alice signs in on the provider's form and is named in the sidebar.
+        # 2. Alice signs in on the provider's form, lands on Home with the demo answered, and is named in the sidebar.
         authorize_as("alice")
-        expect(main.get_by_text("Pick a checkpoint")).to_be_visible()
+        expect(main.get_by_text("Where does it look?").first).to_be_visible(timeout=120_000)
         expect(sidebar.get_by_text("Alice Example")).to_be_visible()
         expect(sidebar.get_by_text("alice@example.com")).to_be_visible()
         shot(page, "signin-02-alice")
