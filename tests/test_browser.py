@@ -37,23 +37,6 @@ KEY_TEXT = {
 }
 
 
-def browser_or_skip():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install chromium) or set "
-                    "VITDASH_CHROMIUM to a Chromium executable")
-    return sync_playwright
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(demo_pair, request, tmp_path_factory):
     """`streamlit run app.py` on a free port, with the prebuilt demo cache and a private history and library."""
