@@ -152,6 +152,20 @@ def test_position_embedding_structure():
         iid = pos_embed_structure(torch.randn(1, 197, 64, generator=torch.Generator().manual_seed(seed)), seed=seed)
         assert abs(iid.z) < 4.5, iid
     assert pos_embed_structure(torch.randn(1, 7, 16)) is None  # no grid fits 7 positions
+    assert not smooth.inverse and smooth.describe().startswith("position similarity follows the 14x14 grid")
+
+
+def test_position_embedding_whose_far_positions_are_alike_is_said_so():
+    """MNIST-like tables: every border position learns the same 'blank' vector, so far-apart pairs (border to
+    border) are more alike than neighbours (border to digit). Structure, but not 'following' the grid."""
+    g = torch.Generator().manual_seed(0)
+    ys, xs = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    border = ((ys == 0) | (ys == 5) | (xs == 0) | (xs == 5)).reshape(-1, 1).double()
+    blank, digit = torch.randn(2, 32, generator=g, dtype=torch.float64)
+    pe = border * blank + (1 - border) * torch.randn(36, 32, generator=g, dtype=torch.float64) + 0.1 * digit
+    pos = pos_embed_structure(pe[None], num_prefix=0)
+    assert pos.far_sim > pos.neighbour_sim and pos.z > 4 and pos.inverse
+    assert "is tied to the 6x6 grid" in pos.describe() and "far-apart positions are the more alike" in pos.describe()
 
 
 def test_patch_filter_smoothness():

@@ -35,6 +35,17 @@ class PosEmbedStructure:
     neighbour_sim: float  # mean cosine similarity of grid neighbours
     far_sim: float  # mean cosine similarity of pairs farther apart than half the grid
 
+    @property
+    def inverse(self) -> bool:
+        """The evidence is similarity falling as positions get nearer (far-apart positions more alike)."""
+        return self.corr_z < 0 and abs(self.corr_z) >= self.neighbour_z
+
+    def describe(self) -> str:
+        how = "is tied to" if self.inverse else "follows"
+        tail = ": far-apart positions are the more alike" if self.inverse else ""
+        return (f"position similarity {how} the {self.grid[0]}x{self.grid[1]} grid with z={self.z:.1f} "
+                f"(neighbours {self.neighbour_sim:.2f}, far apart {self.far_sim:.2f}{tail})")
+
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else jsonable(v)) for k, v in self.__dict__.items()}
 

@@ -301,8 +301,7 @@ def _read(t: torch.Tensor, role: TensorRole, fitted: Fitted, from_constant: dict
             pos = pos_embed_structure(t, prefix, grid, seed=seed) if grid is not None else None
         if pos is not None:
             stats.pos_embed = pos
-            tests.append(("pos_embed", pos.z, f"position similarity follows the {pos.grid[0]}x{pos.grid[1]} grid "
-                          f"with z={pos.z:.1f} (neighbours {pos.neighbour_sim:.2f}, far apart {pos.far_sim:.2f})"))
+            tests.append(("pos_embed", pos.z, pos.describe()))
     if role.role == "patch_embed" and t.ndim == 4 and not mom.constant:
         filt = filter_structure(t, seed=seed)
         if filt is not None:
