@@ -172,9 +172,16 @@ def _timm_act(name: str) -> str | None:
     return next((n for n in sorted(set(_HF_ACTS.values())) if get_act_layer(n) is type(act)), None)
 
 
-def _activation(meta: dict[str, Any], notes: list[str]) -> str:
+def _other_gelus(lay: Layout) -> list[str]:
+    """Towers with this key layout whose MLP computes another GELU than the exact one: no shape tells them apart."""
+    return ((["OpenAI CLIP's QuickGELU"] if lay.pre_norm else [])
+            + (["SigLIP's tanh GELU"] if lay.timm_class == "NaFlexVit" or lay.attn_pool else []))
+
+
+def _activation(meta: dict[str, Any], lay: Layout, notes: list[str]) -> str:
     """From config.json's `hidden_act` (or the one a layout read from a nested vision config), else timm's
-    definition of the named model, else the exact GELU of most ViTs."""
+    definition of the named model, else the exact GELU of most ViTs (said where this layout's family has
+    another)."""
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     hidden_act = meta.get("hidden_act") or config.get("hidden_act")
     if isinstance(hidden_act, str):
@@ -183,7 +190,12 @@ def _activation(meta: dict[str, Any], notes: list[str]) -> str:
         notes.append(f"the config's activation {hidden_act!r} has no timm equivalent here: GELU assumed")
         return "gelu"
     name = timm_name(meta)
-    return (_timm_act(name) if name else None) or "gelu"
+    act = _timm_act(name) if name else None
+    if act is None and (others := _other_gelus(lay)):
+        notes.append(f"the MLP's activation is not stored: the exact GELU assumed, but {' and '.join(others)} "
+                     f"{'have' if len(others) > 1 else 'has'} the same shapes (a config or a timm model name would "
+                     "say which)")
+    return act or "gelu"
 
 
 def _grid(num_patches: int, meta_hw: tuple[int, int] | None, patch: int) -> tuple[tuple[int, int], list[str]]:
@@ -385,7 +397,7 @@ def infer_architecture(ckpt: Checkpoint) -> ArchSpec:
     elif cls in ("Eva", "Beit"):
         act = "gelu"  # their Mlp's activation is fixed
     else:
-        act = _activation(meta, notes)
+        act = _activation(meta, layout, notes)
     return ArchSpec(
         embed_dim=embed_dim,
         depth=depth,

@@ -190,16 +190,23 @@ def _tokens(text: str) -> set[str]:
     return set(re.split(r"[^a-z0-9]+", text.lower()))
 
 
-def _preference(row: dict[str, Any], hint: str | None) -> tuple[int, int, int]:
-    """(the hint names the row's timm model, a weight tag names its family, any word does): timm's MAE weights
-    are `vit_base_patch16_224.mae`, the same model as ViT-B/16's."""
+def _published(row: dict[str, Any], tag: str) -> bool:
+    """Whether the row lists weights under this tag (its published accuracies, its Hub repositories)."""
+    return tag in row["top1"] or tag in row["hf_ids"].values()
+
+
+def _preference(row: dict[str, Any], hint: str | None) -> tuple[int, int, int, int]:
+    """(a weight tag in the hint is one the row published, the hint names the row's timm model, a tag names its
+    family, any word does): timm names one network by several weights (`vit_base_patch16_siglip_224.webli` is
+    SigLIP's, `.v2_webli` SigLIP 2's; `vit_base_patch16_224.mae` is MAE's, the same model as ViT-B/16's)."""
     if not hint:
-        return 0, 0, 0
+        return 0, 0, 0, 0
     words = hint.split()
     keyword = FAMILY_KEYWORDS[row["family"]]
-    tags = _tokens(" ".join(w.split(".", 1)[1] for w in words if "." in w))
+    tags = [w.split(".", 1)[1] for w in words if "." in w]
     named = row["timm_name"] in {w.split(".")[0] for w in words}
-    return int(named), int(keyword in tags), int(keyword in _tokens(hint))
+    return (int(any(_published(row, t) for t in tags)), int(named), int(keyword in _tokens(" ".join(tags))),
+            int(keyword in _tokens(hint)))
 
 
 def match(arch: ArchSpec, hint: str | None = None) -> FamilyMatch:
@@ -248,8 +255,10 @@ def comparison(arch: ArchSpec, row: dict[str, Any], num_params: int, gflops: flo
 _HF_CACHE_DIR = re.compile(r"models--([^/\\]+)--([^/\\]+)")
 
 
-def identify_weights(ckpt: Checkpoint) -> tuple[dict[str, Any], str] | None:
-    """(family row, weight tag) when the metadata names published weights; None for anything else.
+def identify_weights(ckpt: Checkpoint, among: tuple[str, ...] = ()) -> tuple[dict[str, Any], str] | None:
+    """(family row, weight tag) when the metadata names published weights; None for anything else. Of the rows
+    of the named timm model and the rows labelled in `among` (the members the architecture matches), the one
+    that published the tag, then one of `among`, comes first.
 
     Sources: timm's pretrained_cfg (a timm model loaded with its weights, or timm's Hub config.json), a
     `name.tag` timm model name, and a Hugging Face repository id (config `_name_or_path`, or the Hub cache
@@ -266,8 +275,9 @@ def identify_weights(ckpt: Checkpoint) -> tuple[dict[str, Any], str] | None:
     if cfg.get("tag"):
         arch_name, tag = cfg.get("architecture") or timm_name(meta), cfg["tag"]
     if arch_name and tag:
-        named = [r for r in rows if r["timm_name"] == arch_name]
-        named.sort(key=lambda r: (tag not in r["top1"], FAMILY_KEYWORDS[r["family"]] not in _tokens(tag)))
+        named = [r for r in rows if r["timm_name"] == arch_name or r["label"] in among]
+        named.sort(key=lambda r: (not _published(r, tag), r["label"] not in among,
+                                  FAMILY_KEYWORDS[r["family"]] not in _tokens(tag)))
         if named:
             return dict(named[0]), tag
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
@@ -283,7 +293,7 @@ def identify_weights(ckpt: Checkpoint) -> tuple[dict[str, Any], str] | None:
 
 def _reference(ckpt: Checkpoint, found: FamilyMatch) -> tuple[str | None, float | None]:
     """(weight tag, published top-1) for identified weights that `found` matches exactly."""
-    weights = identify_weights(ckpt)
+    weights = identify_weights(ckpt, among=(found.name, *found.also_matches) if found.kind == "exact" else ())
     if weights is None:
         return None, None
     row, tag = weights
@@ -316,8 +326,11 @@ def reference_top1(ckpt: Checkpoint, arch: ArchSpec | None = None) -> float | No
 def _hint(ckpt: Checkpoint) -> str:
     meta = ckpt.metadata
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    parts = [timm_name(meta) or "", str(config.get("model_type", "")), str(config.get("_name_or_path", "")),
-             ckpt.source, ckpt.name]
+    cfg = meta.get("pretrained_cfg") if isinstance(meta.get("pretrained_cfg"), dict) else {}
+    name = timm_name(meta) or ""
+    tagged = f"{name}.{cfg['tag']}" if name and cfg.get("tag") and meta.get("pretrained") is not False else ""
+    parts = [name, tagged, str(config.get("model_type", "")), str(config.get("_name_or_path", "")), ckpt.source,
+             ckpt.name]
     return " ".join(p for p in parts if p)
 
 

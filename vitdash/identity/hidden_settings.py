@@ -159,6 +159,10 @@ def resolve_settings(lay: Layout, meta: dict[str, Any], notes: list[str]) -> Set
         args = {k: v for k, v in {**named, **given}.items() if k.startswith("pos_embed_")}
         if lay.factorized_pos:
             args["pos_embed"] = "factorized"
+    elif lay.abs_pos and lay.pre_norm and not (name or given or meta.get("config") or meta.get("hidden_act")):
+        notes.append("no RoPE assumed: read as a CLIP tower, but a Perception Encoder has these keys too (position "
+                     "table, pre-norm, biased q/k/v) and rotary embeddings no tensor stores (a config or a timm "
+                     "model name would say which)")
     post_norm = bool(args.get("use_post_norm", given.get("use_post_norm", False)))
     return Settings(norm_eps=_eps(lay, meta, given, named, prior, notes), global_pool=_pool(lay, meta, given, named),
                     block="post_norm" if post_norm else "pre_norm", rope=bool(args.get("use_rot_pos_emb")),
