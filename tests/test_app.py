@@ -149,3 +149,21 @@ def test_overview_maps_each_file_key_to_its_canonical_name(shared_dir):
     layout = {m.label: m.value for m in vit_pytorch.metric}["Layout"]
     assert layout not in ("custom", "unknown") and f"layout `{layout}`" in (ROOT / "README.md").read_text()  # named
     assert any("Recognized as a Vision Transformer" in s.value for s in vit_pytorch.success)  # as the README says
+
+
+# The families people download today (issue 14), each under timm's own name in the sidebar's list.
+TODAYS_FAMILIES = {"DINOv3", "EVA-02", "SigLIP", "SigLIP 2", "AIMv2", "BEiT", "BEiT v2", "MAE", "CLIP", "PE",
+                   "RoPE-ViT"}
+
+
+def test_the_sidebars_timm_list_holds_todays_families_and_overview_names_the_class():
+    from vitdash.identity.family_table import family_rows
+
+    at = picker_test().run()
+    at.radio(key="source_kind").set_value("timm architecture (init)").run()
+    names = {o.split(".")[0] for o in at.sidebar.selectbox[0].options}
+    assert TODAYS_FAMILIES <= {r["family"] for r in family_rows() if r["timm_name"] in names}
+    at.sidebar.selectbox[0].set_value("eva02_tiny_patch14_224").run()
+    at.button(key="open_timm").click().run()
+    assert errors(at) == []
+    assert any(s.value.startswith("Recognized as a Vision Transformer: timm's Eva ") for s in at.success)

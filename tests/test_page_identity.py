@@ -34,3 +34,15 @@ def test_not_a_vit_is_a_message_not_a_crash(tmp_path):
     at = page_test("identity.py", source=str(path)).run()
     assert not at.exception
     assert any("Not a recognized ViT" in w.value for w in at.warning)
+
+
+def test_a_family_of_another_timm_class_shows_its_class_attributes_and_row():
+    """EVA-02 is timm's Eva: the page says so, with RoPE beside its table, the MLP, q/v biases and tokens, and
+    highlights the matched row among its family's."""
+    at = page_test("identity.py", source="timm:eva02_tiny_patch14_224").run()
+    assert errors(at) == []
+    assert any(s.value == "exact match: EVA-02-Ti/14 @224" for s in at.success)
+    captions = [c.value for c in at.caption]
+    assert ("timm Eva · learned position table + axial RoPE · SwiGLU (gate and value in one fc1) · LayerNorm · "
+            "q and v biases · 1 class token") in captions
+    assert any(c.startswith("The EVA-02 members, EVA-02-Ti/14 @224 highlighted") for c in captions)

@@ -291,3 +291,59 @@ def test_roles_of_eva_beit_and_naflexvit_tensors():
     assert role("embeds.proj.weight", (96, 768))[0] == "patch_embed"
     assert role("embeds.pos_embed", (1, 16, 16, 96))[0] == "pos_embed"
     assert role("embeds.reg_token", (1, 4, 96))[0] == "reg_token"
+
+
+def _sincos_table(grid: int, dim: int) -> torch.Tensor:
+    """MAE's saved position table: a 2-D sin-cos table with a zero row for the class token."""
+    from timm.layers import build_sincos2d_pos_embed
+
+    table = build_sincos2d_pos_embed([grid, grid], dim=dim)
+    return torch.cat([torch.zeros(1, dim), table])[None]
+
+
+def test_saved_sin_cos_tables_are_no_evidence_either_way(dino):
+    """MAE's encoder and decoder tables are computed, never trained: at MAE's own init the checkpoint reads init
+    with both left out; in a trained model such a table is left out too, and the rest keeps its evidence."""
+    from tests.test_mae_layout import _MaskedAutoencoderViT
+
+    torch.manual_seed(0)
+    mae = _MaskedAutoencoderViT(img_size=64, embed_dim=48, decoder_embed_dim=32)
+    with torch.no_grad():
+        for module in mae.modules():  # models_mae.initialize_weights: xavier Linear and patch projection
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                torch.nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+                torch.nn.init.zeros_(module.bias)
+        torch.nn.init.normal_(mae.cls_token, std=0.02)
+        torch.nn.init.normal_(mae.mask_token, std=0.02)
+        mae.pos_embed.copy_(_sincos_table(8, 48))
+        mae.decoder_pos_embed.copy_(_sincos_table(8, 32))
+    ckpt = checkpoint_from_state_dict(mae.state_dict())
+    assert ckpt.layout == "mae" and ckpt.metadata["pos_embed"] == "fixed"
+    result = audit(ckpt)
+    assert result.verdict == "init", result.summary
+    assert {b.name: b.kind for b in result.buffers} == {"pos_embed": "sincos", "decoder_pos_embed": "sincos"}
+    assert not {"pos_embed", "decoder_pos_embed"} & {t.name for t in result.tensors}
+
+    grid = int((dino["pos_embed"].shape[1] - 1) ** 0.5)
+    fixed = audit(_memory({**dino, "pos_embed": _sincos_table(grid, dino["pos_embed"].shape[2])}))
+    learned = audit(_memory(dino))
+    assert fixed.verdict == "trained" and [b.name for b in fixed.buffers] == ["pos_embed"]
+    assert {t.name for t in fixed.tensors if t.verdict == "trained"} == {
+        t.name for t in learned.tensors if t.verdict == "trained" and t.name != "pos_embed"}
+    assert not any("Position embedding" in line for line in fixed.evidence)
+
+
+def test_aimv2_native_tower_audits_only_the_files_tensors():
+    """A 'native' AIMv2 tower's table is made by vitdash from the config (transformers computes it at run time):
+    nothing learned, so not audited."""
+    import transformers
+
+    config = transformers.Aimv2VisionConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                            intermediate_size=128, image_size=32, patch_size=8, is_native=True)
+    torch.manual_seed(0)
+    model = transformers.Aimv2VisionModel(config)
+    ckpt = checkpoint_from_state_dict(model.state_dict(), metadata={"config": config.to_dict()})
+    assert ckpt.derived == ["pos_embed"]
+    result = audit(ckpt)
+    _assert_random(result, [n for n in ckpt.tensors if n != "pos_embed"])
+    assert "pos_embed" not in {t.name for t in result.tensors} | set(result.at_init)
