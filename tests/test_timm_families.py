@@ -80,15 +80,27 @@ def _mlp_kind(model: nn.Module) -> str:
     return "GluMlp" if kind == "SwiGLUPacked" else kind
 
 
+def _attn_bias(attn: nn.Module) -> str:
+    if getattr(attn, "q_bias", None) is not None or getattr(getattr(attn, "q_proj", None), "bias", None) is not None:
+        return "qv" if getattr(getattr(attn, "k_proj", None), "bias", None) is None else "qkv"
+    return "qkv" if getattr(getattr(attn, "qkv", None), "bias", None) is not None else "none"
+
+
 def _truth(model: nn.Module) -> dict:
     embed = getattr(model, "patch_embed", None) or model.embeds
     patch = embed.patch_size[0]
     size = getattr(embed, "img_size", None)
+    blk = model.blocks[0]
+    layer_scale = type(getattr(blk, "ls1", None)).__name__ == "LayerScale" or getattr(blk, "gamma_1", None) is not None
+    reg = getattr(model, "reg_token", getattr(embed, "reg_token", None))
     return {"timm_class": type(model).__name__, "embed_dim": model.embed_dim, "depth": len(model.blocks),
-            "num_heads": model.blocks[0].attn.num_heads, "patch_size": patch,
+            "num_heads": blk.attn.num_heads, "patch_size": patch,
             "num_prefix_tokens": model.num_prefix_tokens, "pos_embed": _pos_kind(model),
             "mlp_layer": _mlp_kind(model), "global_pool": model.global_pool, "num_classes": model.num_classes,
-            "img_size": None if size is None else tuple(s // patch * patch for s in size)}
+            "img_size": None if size is None else tuple(s // patch * patch for s in size),
+            "norm_type": "rmsnorm" if "Rms" in type(blk.norm1).__name__ else "layernorm", "layer_scale": layer_scale,
+            "attn_bias": _attn_bias(blk.attn), "num_reg_tokens": 0 if reg is None else reg.shape[1],
+            "has_class_token": getattr(model, "cls_token", getattr(embed, "cls_token", None)) is not None}
 
 
 @pytest.mark.parametrize("family,name", NAMES, ids=[n for _, n in NAMES])
@@ -187,6 +199,45 @@ def test_rebuilt_model_computes_what_timms_model_computes(name, named):
         want = model.forward_head(model.forward_features(x), pre_logits=True)
         got = rebuilt.forward_head(rebuilt.forward_features(x), pre_logits=True)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (got - want).abs().max()
+
+
+# timm's VisionTransformer options these families use, on their own: no position table (RoPE-less registers-only
+# models), registers with or without their own position, SwiGLU with separate gate and value, RMSNorm, a patch norm
+# and an attention pool. The rebuilt model computes what the original computes.
+VIT_OPTIONS = {
+    "no-pos-table": dict(pos_embed="none"),
+    "no-pos-registers-avg": dict(pos_embed="none", reg_tokens=4, global_pool="avg", class_token=False, fc_norm=True),
+    "registers-outside-the-table": dict(reg_tokens=2, no_embed_class=True),
+    "swiglu-rmsnorm-patch-norm-map": dict(pos_embed="none", mlp_layer="swiglu", norm_layer="rmsnorm",
+                                          embed_norm_layer="rmsnorm", global_pool="map", class_token=False,
+                                          act_layer="silu"),  # AIMv2's (a gated MLP's activation is SiLU)
+}
+
+
+@pytest.mark.parametrize("kind", list(VIT_OPTIONS))
+def test_vision_transformer_options_are_read_and_rebuilt(kind):
+    from timm.layers import RmsNorm, SwiGLU
+    from timm.models.vision_transformer import VisionTransformer
+
+    kw = {k: {"swiglu": SwiGLU, "rmsnorm": RmsNorm}.get(v, v) if isinstance(v, str) and k.endswith("layer") else v
+          for k, v in VIT_OPTIONS[kind].items()}
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10, **kw)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    meta = {"num_heads": 4, "config": {"image_size": 32}, "norm_eps": 1e-6}
+    ckpt = checkpoint_from_state_dict({k: v.detach() for k, v in model.eval().state_dict().items()}, metadata=meta)
+    arch = infer_architecture(ckpt)
+    assert (arch.timm_class, arch.pos_embed, arch.num_prefix_tokens, arch.global_pool) == (
+        "VisionTransformer", "learned" if "pos_embed" in model.state_dict() else "none", model.num_prefix_tokens,
+        model.global_pool)
+    assert (arch.mlp_layer, arch.norm_type, arch.patch_norm) == (
+        type(model.blocks[0].mlp).__name__, "rmsnorm" if "norm_layer" in kw else "layernorm", "embed_norm_layer" in kw)
+    assert arch.num_params == sum(p.numel() for p in model.parameters())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(build_model(ckpt, arch)(x), model(x), atol=1e-5, rtol=1e-4)
 
 
 # ---- Hugging Face towers laid out onto these classes: vitdash's own model (architecture inferred from the tensors
