@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui.state import current_checkpoint, or_stop
 from vitdash.figures.identity import breakdown_figure, family_scatter
+from vitdash.common.units import si
 from vitdash.identity.complexity import CONVENTION
 from vitdash.identity.family import comparison, report
 from vitdash.identity.family_table import family_rows
@@ -34,8 +35,8 @@ cols[2].metric("Heads", f"{arch.num_heads}{'*' if arch.heads_inferred else ''}",
 cols[3].metric("Patch", arch.patch_size)
 cols[4].metric("Image", f"{arch.img_size[0]} px" if arch.img_size[0] == arch.img_size[1] else
                f"{arch.img_size[0]}x{arch.img_size[1]}", help="input size the position embedding was made for")
-cols[5].metric("Parameters", f"{cx.num_params / 1e6:.2f} M")
-cols[6].metric("GFLOPs", f"{cx.gflops:.3g}", help=CONVENTION)
+cols[5].metric("Parameters", si(cx.num_params), help=f"{cx.num_params:,}")
+cols[6].metric("FLOPs", si(cx.gflops * 1e9), help=f"{cx.gflops:.4g} GFLOPs. {CONVENTION}")
 st.caption(arch.structure)
 if arch.heads_inferred:
     st.caption(f"\\* heads not stated by any config ({arch.heads_source}); candidates that fit the shapes: "
@@ -69,15 +70,12 @@ else:
     st.caption(f"No published ImageNet-1k top-1 for {found.name}.")
 
 rows = family_rows()
-left, right = st.columns(2)
-with left:
-    st.subheader("Among the family")
-    st.plotly_chart(family_scatter(rows, cx.num_params / 1e6, cx.gflops, ckpt.name or "this checkpoint",
-                                   nearest=found.name))
-with right:
-    st.subheader("Where parameters and compute go")
-    st.plotly_chart(breakdown_figure(cx.params, {k: v / 1e9 for k, v in cx.macs.items()}))
-    st.caption(CONVENTION)
+st.subheader("Among the family")
+st.plotly_chart(family_scatter(rows, cx.num_params / 1e6, cx.gflops, ckpt.name or "this checkpoint",
+                               nearest=found.name))
+st.subheader("Where parameters and compute go")
+st.plotly_chart(breakdown_figure(cx.params, {k: v / 1e9 for k, v in cx.macs.items()}))
+st.caption(CONVENTION)
 
 st.subheader("The ViT family")
 family = pd.DataFrame([{

@@ -272,4 +272,8 @@ def test_breakdown_shows_parameters_and_compute_on_the_same_components(shared_di
     total = sum(cx.macs.values())
     assert shares["attention (q/k/v, out; scores)"] == pytest.approx(
         (cx.macs["attention_proj"] + cx.macs["attention_matrix"]) / total)
-    assert family_scatter(family_rows(), 22, 4.6, "x").layout.yaxis.title.text == "GFLOPs"
+    scatter = family_scatter(family_rows(), 22, 4.6, "x")
+    assert scatter.layout.yaxis.title.text == "GFLOPs" and scatter.layout.yaxis.tickformat == "~g"  # not "100µ"
+    families = [t for t in scatter.data if t.name not in ("x",) and not t.name.startswith("nearest")]
+    looks = {(t.marker.color, t.marker.symbol) for t in families}
+    assert len(families) > 12 and len(looks) == len(families)  # every family told apart in the legend

@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 from statistics import median
 from typing import Any
 
+import plotly.express as px
 import plotly.graph_objects as go
 
 _LABELS = {"patch_embed": "patch embedding", "tokens": "class/dist/register tokens", "pos_embed": "position embedding",
@@ -16,13 +17,16 @@ _LABELS = {"patch_embed": "patch embedding", "tokens": "class/dist/register toke
 def family_scatter(rows: Sequence[Mapping[str, Any]], params_m: float, gflops: float, label: str,
                    nearest: str | None = None) -> go.Figure:
     """Parameters against GFLOPs for every family member (one trace per family), the model as a star,
-    its nearest member ringed. Log axes: the family spans three orders of magnitude."""
+    its nearest member ringed. Log axes: the family spans three orders of magnitude. A colour and a symbol per
+    family (the table has about twenty), the legend beside the plot so it never scrolls."""
     fig = go.Figure()
-    for family in dict.fromkeys(r["family"] for r in rows):
+    colors, symbols = px.colors.qualitative.Dark24, ("circle", "square", "diamond", "triangle-up")
+    for i, family in enumerate(dict.fromkeys(r["family"] for r in rows)):
         members = [r for r in rows if r["family"] == family]
         fig.add_trace(go.Scatter(
             x=[r["params_m"] for r in members], y=[r["gflops"] for r in members], mode="markers", name=family,
-            text=[r["label"] for r in members], marker=dict(size=9, opacity=0.75),
+            text=[r["label"] for r in members],
+            marker=dict(size=9, opacity=0.8, color=colors[i % len(colors)], symbol=symbols[i % len(symbols)]),
             hovertemplate="%{text}<br>%{x:.1f} M params<br>%{y:.2f} GFLOPs<extra></extra>"))
     near = [r for r in rows if r["label"] == nearest]
     if near:
@@ -36,9 +40,10 @@ def family_scatter(rows: Sequence[Mapping[str, Any]], params_m: float, gflops: f
         textposition="top right" if not rows or params_m < median(r["params_m"] for r in rows) else "top left",
         marker=dict(symbol="star", size=18, color="crimson", line=dict(width=1, color="black")),
         hovertemplate=f"{label}<br>%{{x:.3g}} M params<br>%{{y:.3g}} GFLOPs<extra>this checkpoint</extra>"))
-    fig.update_layout(xaxis=dict(title="parameters (M)", type="log", dtick=1),  # one label a decade, no 2s and 5s
-                      yaxis=dict(title="GFLOPs", type="log", dtick=1),
-                      margin=dict(l=10, r=10, t=30, b=10), height=460, legend=dict(orientation="h", y=-0.18))
+    # One label a decade, written out ("0.0001", not plotly's "100µ").
+    axis = dict(type="log", dtick=1, tickformat="~g")
+    fig.update_layout(xaxis=dict(title="parameters (M)", **axis), yaxis=dict(title="GFLOPs", **axis),
+                      margin=dict(l=10, r=10, t=30, b=10), height=560, legend=dict(orientation="v", x=1.02, y=1))
     return fig
 
 
