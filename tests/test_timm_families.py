@@ -287,13 +287,13 @@ def test_hugging_face_towers_rebuilt_by_vitdash_compute_transformers_features(tm
 
 def _shared_names() -> list[str]:
     """Every tagged timm name of a model that is several rows of the table (SigLIP and SigLIP 2, OpenAI and LAION
-    CLIP towers, MAE and ViT)."""
+    CLIP towers, MAE and ViT), and every SigLIP one."""
     import timm
 
     counts: dict[str, int] = {}
     for r in family_rows():
         counts[r["timm_name"]] = counts.get(r["timm_name"], 0) + 1
-    return [n for n in timm.list_pretrained() if counts.get(n.split(".")[0], 0) > 1]
+    return [n for n in timm.list_pretrained() if counts.get(n.split(".")[0], 0) > 1 or "_siglip" in n]
 
 
 @functools.lru_cache(maxsize=64)
@@ -315,6 +315,8 @@ def test_published_weights_land_on_the_row_that_published_their_tag(full):
     same = [r for r in family_rows() if r["label"] in (found.name, *found.also_matches)]
     if any(tag in r["top1"] for r in same):  # a row of this network published these weights: that row
         assert tag in found.row["top1"], (found.name, [r["label"] for r in same])
+    if "_siglip" in name:  # timm tags SigLIP 2's weights v2_webli; webli, webli_i18n, pali... are SigLIP's
+        assert found.family == ("SigLIP 2" if tag.startswith("v2_") else "SigLIP"), found.name
     # the weights are identified on a row the architecture matches, so no "the architecture differs" is said
     weights = identify_weights(ckpt, among=(found.name, *found.also_matches) if found.exact else ())
     assert weights is not None and weights[1] == tag

@@ -20,7 +20,7 @@ from typing import Any
 from vitdash.errors import VitdashError
 from vitdash.identity.architecture import ArchSpec, infer_architecture
 from vitdash.identity.complexity import Complexity, complexity
-from vitdash.identity.family_table import FAMILY_KEYWORDS, load_rows
+from vitdash.identity.family_table import FAMILY_KEYWORDS, TAG_WORDS, load_rows
 from vitdash.identity.timm_defs import timm_name
 from vitdash.load.checkpoint import Checkpoint
 
@@ -195,6 +195,11 @@ def _published(row: dict[str, Any], tag: str) -> bool:
     return tag in row["top1"] or tag in row["hf_ids"].values()
 
 
+def _tagged(row: dict[str, Any], tags: str) -> bool:
+    """Whether weight tags name the row's family."""
+    return TAG_WORDS[row["family"]] in _tokens(tags)
+
+
 def _preference(row: dict[str, Any], hint: str | None) -> tuple[int, int, int, int]:
     """(a weight tag in the hint is one the row published, the hint names the row's timm model, a tag names its
     family, any word does): timm names one network by several weights (`vit_base_patch16_siglip_224.webli` is
@@ -205,7 +210,7 @@ def _preference(row: dict[str, Any], hint: str | None) -> tuple[int, int, int, i
     keyword = FAMILY_KEYWORDS[row["family"]]
     tags = [w.split(".", 1)[1] for w in words if "." in w]
     named = row["timm_name"] in {w.split(".")[0] for w in words}
-    return (int(any(_published(row, t) for t in tags)), int(named), int(keyword in _tokens(" ".join(tags))),
+    return (int(any(_published(row, t) for t in tags)), int(named), int(_tagged(row, " ".join(tags))),
             int(keyword in _tokens(hint)))
 
 
@@ -277,7 +282,7 @@ def identify_weights(ckpt: Checkpoint, among: tuple[str, ...] = ()) -> tuple[dic
     if arch_name and tag:
         named = [r for r in rows if r["timm_name"] == arch_name or r["label"] in among]
         named.sort(key=lambda r: (not _published(r, tag), r["label"] not in among,
-                                  FAMILY_KEYWORDS[r["family"]] not in _tokens(tag)))
+                                  not _tagged(r, tag)))
         if named:
             return dict(named[0]), tag
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}

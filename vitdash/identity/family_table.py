@@ -14,6 +14,10 @@ FAMILY_KEYWORDS = {"ViT": "vit", "DeiT": "deit", "DeiT III": "deit3", "DINOv2": 
                    "BEiT": "beit", "BEiT v2": "beitv2", "MAE": "mae", "PE": "pe", "RoPE-ViT": "rope"}
 
 
+# The word timm's weight tags carry for a family whose keyword they lack: SigLIP 2's weights are `.v2_webli`.
+TAG_WORDS = {**FAMILY_KEYWORDS, "SigLIP 2": "v2"}
+
+
 _INT = ("layers", "width", "mlp_size", "heads", "patch", "img_size", "reg_tokens", "num_classes")
 
 
