@@ -573,6 +573,7 @@ CLASSES = {
     "beit": ("beit_base_patch16_224", dict(img_size=64, depth=2, embed_dim=48, num_heads=3)),
     "naflexvit": ("naflexvit_base_patch16_siglip", dict(depth=2, embed_dim=48, num_heads=3)),
     "aimv2": ("aimv2_large_patch14_224", dict(img_size=56, depth=2, embed_dim=64, num_heads=4)),
+    "rope-reg-gap": ("vit_medium_patch16_rope_reg1_gap_256", dict(img_size=64, depth=2, embed_dim=48, num_heads=3)),
 }
 
 
@@ -607,6 +608,11 @@ def test_every_timm_class_maps_equal_timm_attention_extract(kind):
     assert res.map.shape == layout.grid and res.source_attention.shape == (2, model.blocks[0].attn.num_heads,
                                                                           *layout.grid)
     assert abs(res.map.sum() + res.prefix_share - 1) < 1e-4
+    embed = getattr(model, "patch_embed", None) or model.embeds
+    reg = getattr(model, "reg_token", getattr(embed, "reg_token", None))
+    assert layout.grid == (x.shape[2] // embed.patch_size[0], x.shape[3] // embed.patch_size[1])
+    assert len(layout.reg_indices) == (0 if reg is None else reg.shape[1])
+    assert layout.num_tokens == model.num_prefix_tokens + layout.grid[0] * layout.grid[1]
     if kind == "dinov3":
         assert layout.reg_indices == (1, 2, 3, 4) and layout.num_tokens == 5 + 16 and res.prefix_share > 0
 
