@@ -90,3 +90,38 @@ def test_native_tower_gets_its_run_time_table(tmp_path):
     with torch.no_grad():
         assert_same(build_model(ckpt, arch).forward_features(x), model(pixel_values=x).last_hidden_state,
                     "Aimv2VisionModel (native) tokens")
+
+
+def _apple_name(key: str) -> str:
+    """timm's aimv2 key -> the name Apple's AIMv2Model (the apple/aimv2-* repositories' remote code) saves."""
+    key = key.replace("mlp.fc1_g", "mlp.fc1").replace("mlp.fc1_x", "mlp.fc3").replace("norm1", "norm_1")
+    key = key.replace("norm2", "norm_2").replace("patch_embed.", "preprocessor.patchifier.")
+    key = key.replace("pos_embed", "preprocessor.pos_embed")
+    return "trunk.post_trunk_norm." + key[5:] if key.startswith("norm.") else (
+        "trunk." + key if key.startswith("blocks.") else key)
+
+
+def test_apples_own_names_from_the_hub_repositories(tmp_path):
+    """A folder as the apple/aimv2-* repositories hold it (Apple's names and config.json): timm's checkpoint filter
+    reads these names back to its own, and vitdash's model computes timm's aimv2 features."""
+    import json
+
+    import timm
+    from safetensors.torch import save_file
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    model = randomize(timm.create_model("aimv2_large_patch14_224", pretrained=False, img_size=32, patch_size=8,
+                                        embed_dim=64, depth=2, num_heads=4, num_classes=0), seed=3).eval()
+    apple = {_apple_name(k): v.detach().contiguous() for k, v in model.state_dict().items()}
+    assert checkpoint_filter_fn(apple, model).keys() == model.state_dict().keys()
+    save_file(apple, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(dict(
+        model_type="aimv2", architectures=["AIMv2Model"], hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=model.blocks[0].mlp.fc2.in_features, num_channels=3, image_size=32, patch_size=8,
+        rms_norm_eps=1e-5, qkv_bias=False, use_bias=False)))
+    ckpt = load(tmp_path)
+    assert_accounted(ckpt, apple)
+    assert ckpt.unmapped_keys == []
+    x = image(4)
+    with torch.no_grad():
+        assert_same(_built(ckpt).forward_features(x), model.forward_features(x), "Apple's AIMv2 names, tokens")

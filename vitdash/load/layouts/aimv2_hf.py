@@ -1,5 +1,7 @@
 """Hugging Face AIMv2 image towers: `Aimv2VisionModel` and the vision half of `Aimv2Model` (`vision_model.*`,
-the text tower beside it set aside). Same names in the Hub's files and in transformers 5.
+the text tower beside it set aside), and Apple's own names, which the `apple/aimv2-*` repositories' remote-code
+`AIMv2Model` saves (`preprocessor.patchifier`, `trunk.blocks.N.mlp.fc1/fc2/fc3`, `trunk.post_trunk_norm`: the
+names timm's aimv2 checkpoint filter reads too).
 
 The tower is timm's `aimv2_*` VisionTransformer: RMSNorm everywhere including one inside the patch embedding
 (`patch_embed.norm`), a SwiGLU MLP kept as its two halves (`fc1_g` the SiLU-gated one, `fc1_x`), no class token,
@@ -36,6 +38,33 @@ def _rules(p: str) -> list[tuple[str, str]]:
     ]
 
 
+_APPLE_PATCH = "preprocessor.patchifier.proj.weight"
+_APPLE_BLOCK = r"trunk\.blocks\.(\d+)\."
+_APPLE_RULES = [
+    (r"preprocessor\.patchifier\.proj\.(weight|bias)", r"patch_embed.proj.\1"),
+    (r"preprocessor\.patchifier\.norm\.weight", "patch_embed.norm.weight"),
+    (r"preprocessor\.pos_embed", "pos_embed"),
+    (_APPLE_BLOCK + r"norm_([12])\.weight", r"blocks.\1.norm\2.weight"),
+    (_APPLE_BLOCK + r"attn\.(qkv|proj)\.(weight|bias)", r"blocks.\1.attn.\2.\3"),
+    (_APPLE_BLOCK + r"mlp\.fc1\.(weight|bias)", r"blocks.\1.mlp.fc1_g.\2"),  # SiLU(fc1(x)) * fc3(x), then fc2
+    (_APPLE_BLOCK + r"mlp\.fc3\.(weight|bias)", r"blocks.\1.mlp.fc1_x.\2"),
+    (_APPLE_BLOCK + r"mlp\.fc2\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+    (r"trunk\.post_trunk_norm\.weight", "norm.weight"),
+]
+
+
+def _convert_apple(src, meta) -> Canon:
+    canon = Canon(src)
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    canon.metadata.update(hidden_act="silu", norm_eps=float(config.get("rms_norm_eps", 1e-5)),
+                          timm_class="VisionTransformer")  # AIMv2Config's default eps
+    rename_by_rules(canon, _APPLE_RULES)
+    if "pos_embed" not in canon.infos:
+        canon.notes.append("no preprocessor.pos_embed: a 'native' AIMv2 computes its position table at run time, "
+                           "which is not made here, so the model built from these tensors has no position encoding")
+    return canon
+
+
 def _native_table(canon: Canon, patch_shape: tuple[int, ...], config: dict[str, Any]) -> None:
     """A 'native' tower computes its sin-cos table at run time for each image size ([sin w, cos w, sin h, cos h]
     per patch, frequencies 1e4^(-i/(D/4)), in float64 as transformers does): made here for the config's size, where
@@ -57,6 +86,8 @@ def _native_table(canon: Canon, patch_shape: tuple[int, ...], config: dict[str, 
 
 
 def convert(src, meta) -> Canon | None:
+    if _APPLE_PATCH in src:
+        return _convert_apple(src, meta)
     patch = next((k for k in src if k in (_PATCH, "vision_model." + _PATCH)), None)
     if patch is None:
         return None
