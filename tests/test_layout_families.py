@@ -10,7 +10,8 @@ import torch
 
 from tests.layout_utils import assert_spec_complete
 from vitdash.identity.architecture import infer_architecture
-from vitdash.identity.family import match
+from vitdash.identity.family import identify_weights, report
+from vitdash.identity.family_table import family_rows
 from vitdash.load.sources import checkpoint_from_state_dict
 
 B16 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, patch_size=16)
@@ -20,7 +21,7 @@ HUB = {  # repository: (transformers class, its config class, config values, the
     "openai/clip-vit-base-patch32": ("CLIPModel", "CLIPConfig", dict(vision_config=dict(B16, patch_size=32),
                                                                      projection_dim=512), "CLIP ViT-B/32"),
     "google/siglip2-base-patch16-naflex": ("Siglip2Model", "Siglip2Config",
-                                           dict(vision_config=dict(B16, num_patches=256)), "SigLIP B/16 @256"),
+                                           dict(vision_config=dict(B16, num_patches=256)), "SigLIP 2 B/16 @256"),
     "apple/aimv2-large-patch14-224": ("Aimv2VisionModel", "Aimv2VisionConfig", dict(
         hidden_size=1024, num_hidden_layers=24, num_attention_heads=8, intermediate_size=2816, patch_size=14,
         image_size=224), "AIMv2-L/14 @224"),
@@ -32,10 +33,18 @@ HUB = {  # repository: (transformers class, its config class, config values, the
 
 
 def _check(ckpt, family: str) -> None:
-    arch = infer_architecture(ckpt)
-    assert_spec_complete(ckpt, arch)
-    found = match(arch)
-    assert found.name.startswith(family) or any(n.startswith(family) for n in found.also_matches), found.name
+    assert_spec_complete(ckpt, infer_architecture(ckpt))
+    found = report(ckpt).match  # as the page matches: the config's model type and repository decide between twins
+    assert found.name.startswith(family), found.summary
+    # the network is the row's: a tower may differ by its head (a projection set aside) or pooling (transformers'
+    # DINOv3 pools its class token, timm's averages), never by an image size no tensor holds (DINOv3's config says
+    # 224, its row 256)
+    assert found.kind != "custom" and not any(d.startswith("image size") for d in found.differences), found.summary
+    held = [r["hf_ids"][repo] for r in family_rows() for repo in r["hf_ids"] if repo in ckpt.source + str(
+        ckpt.metadata.get("config", {}).get("_name_or_path"))]
+    if held:  # published weights: identified on the matched row
+        assert found.weight_tag == held[0]
+        assert identify_weights(ckpt, among=(found.name, *found.also_matches))[0]["label"] == found.name
 
 
 @pytest.mark.parametrize("repo", list(HUB))
@@ -44,6 +53,7 @@ def test_hugging_face_towers_find_their_family(repo):
 
     model_cls, config_cls, values, family = HUB[repo]
     config = getattr(transformers, config_cls)(**values)
+    config._name_or_path = repo  # as from_pretrained records it
     with torch.device("meta"):
         model = getattr(transformers, model_cls)(config)
     _check(checkpoint_from_state_dict(model.state_dict(), metadata={"config": config.to_dict()}), family)

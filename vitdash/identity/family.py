@@ -164,9 +164,10 @@ class FamilyMatch:
 def _differences(arch_attrs: dict[str, Any], row: dict[str, Any], heads_known: bool) -> tuple[list[str], list[str]]:
     row_attrs = _row_attributes(row)
     structural, soft = [], []
+    sized = "absolute" in arch_attrs["pos_embed"]  # without a position table no tensor holds an image size
     for keys, out in ((STRUCTURAL, structural), (SOFT, soft)):
         for key, words in keys:
-            if key == "heads" and not heads_known:
+            if (key == "heads" and not heads_known) or (key == "img_size" and not sized):
                 continue
             if arch_attrs[key] != row_attrs[key]:
                 out.append(f"{words}: {_fmt(key, arch_attrs[key])} here, {_fmt(key, row_attrs[key])} in {row['label']}")
@@ -289,16 +290,17 @@ def identify_weights(ckpt: Checkpoint, among: tuple[str, ...] = ()) -> tuple[dic
     repos = [str(config.get("_name_or_path", ""))]
     if found := _HF_CACHE_DIR.search(ckpt.source):
         repos.append(f"{found.group(1)}/{found.group(2)}")
+    # A repository may hold the weights of two rows (DINOv3's: timm keeps or drops its all-zero q/v biases).
     for repo in filter(None, repos):
-        for row in rows:
-            if repo in row["hf_ids"]:
-                return dict(row), row["hf_ids"][repo]
+        held = sorted((r for r in rows if repo in r["hf_ids"]), key=lambda r: r["label"] not in among)
+        if held:
+            return dict(held[0]), held[0]["hf_ids"][repo]
     return None
 
 
 def _reference(ckpt: Checkpoint, found: FamilyMatch) -> tuple[str | None, float | None]:
     """(weight tag, published top-1) for identified weights that `found` matches exactly."""
-    weights = identify_weights(ckpt, among=(found.name, *found.also_matches) if found.kind == "exact" else ())
+    weights = identify_weights(ckpt, among=(found.name, *found.also_matches))
     if weights is None:
         return None, None
     row, tag = weights
