@@ -255,3 +255,54 @@ def test_open_clip_timm_trunk(tmp_path, monkeypatch, request):
     x = image(7)
     with torch.no_grad():
         assert_same(build_model(ckpt, arch)(x), model.encode_image(x), "OpenCLIP timm trunk (SigLIP), encode_image")
+
+
+# ---- Meta's Perception Encoder in its own names (the facebook/PE-* files) -----------------------------------------
+
+def _pe_name(key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
+    """timm's vit_pe_* key -> the name (and layout) Perception Encoder's own checkpoints use."""
+    if key in ("cls_token", "pos_embed", "head.weight"):
+        return {"visual." + {"cls_token": "class_embedding", "pos_embed": "positional_embedding",
+                             "head.weight": "proj"}[key]: value.reshape(-1) if key == "cls_token" else
+                value[0] if key == "pos_embed" else value.t()}
+    for timm_name, theirs in (("patch_embed.proj", "conv1"), ("norm_pre", "ln_pre"),
+                              ("blocks.", "transformer.resblocks."), ("norm1", "ln_1"), ("norm2", "ln_2"), ("attn.qkv.", "attn.in_proj_"),
+                              ("attn.proj", "attn.out_proj"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"),
+                              ("gamma_", "ls_"), ("attn_pool.latent", "attn_pool.probe"),
+                              ("attn_pool.norm", "attn_pool.layernorm"), ("attn_pool.proj", "attn_pool.attn.out_proj")):
+        key = key.replace(timm_name, theirs)
+    key = "ln_post." + key[5:] if key.startswith("norm.") else key
+    return {"visual." + key.replace(".ls_1", ".ls_1.gamma").replace(".ls_2", ".ls_2.gamma"): value}
+
+
+@pytest.mark.parametrize("name,kwargs", [("vit_pe_core_tiny_patch16_384", {}),
+                                         ("vit_pe_core_tiny_patch16_384", dict(init_values=0.1))])
+def test_perception_encoders_own_names(tmp_path, name, kwargs):
+    """PE's checkpoints are a CLIP tower's names with LayerScale and an attention pool (a learned probe, one packed
+    in_proj): timm's checkpoint filter reads them back to its Eva, and so does vitdash, with the RoPE the family's
+    layout gives; the model computes timm's pooled, projected feature."""
+    import timm
+    from timm.models.eva import checkpoint_filter_fn
+
+    model = randomize(timm.create_model(name, pretrained=False, depth=2, **kwargs), seed=4)
+    with torch.no_grad():
+        model.head.bias.zero_()  # the projection has none: timm's conversion gives the head a zero bias
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    theirs = {k: v.contiguous() for key, value in sd.items() if not key.startswith(("attn_pool.q.", "attn_pool.kv."))
+              and key != "head.bias" for k, v in _pe_name(key, value).items()}
+    for part in ("weight", "bias"):
+        theirs[f"visual.attn_pool.attn.in_proj_{part}"] = torch.cat([sd[f"attn_pool.q.{part}"],
+                                                                     sd[f"attn_pool.kv.{part}"]])
+    back = checkpoint_filter_fn(theirs, model)
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+    save_file(theirs, tmp_path / "pe.safetensors")
+    ckpt = load(tmp_path / "pe.safetensors")
+    assert ckpt.unmapped_keys == [] and ckpt.num_params == sum(v.numel() for v in theirs.values())
+    arch = infer_architecture(ckpt)
+    assert_spec_complete(ckpt, arch)
+    assert (arch.timm_class, arch.pos_embed, arch.global_pool, arch.layer_scale) == (
+        "Eva", "learned+rope", "map", bool(kwargs))
+    assert any("Perception Encoder's, so its RoPE is assumed" in n for n in arch.notes)
+    x = image(5, size=(384, 384))
+    with torch.no_grad():
+        assert_same(build_model(ckpt, arch)(x), model(x), "Perception Encoder's own names, pooled and projected")

@@ -1,7 +1,8 @@
 """OpenAI CLIP and OpenCLIP image towers in their own names (`visual.conv1`, `visual.class_embedding`,
 `visual.positional_embedding`, `visual.transformer.resblocks.N.attn.in_proj_weight`, `visual.ln_post`,
 `visual.proj`), as open_clip saves a whole CLIP model: the text tower beside them is set aside. Towers open_clip
-builds from timm (`visual.trunk.*`, its SigLIP models among them) are timm's own names under that prefix.
+builds from timm (`visual.trunk.*`, its SigLIP models among them) are timm's own names under that prefix. Meta's
+Perception Encoder saves these names too, with LayerScale and an attention pool (`attn_pool.probe`): timm's Eva.
 
 The packed `in_proj` is already timm's [q; k; v]. What shapes cannot tell comes from open_clip's model config
 (`open_clip_config.json` beside Hub weights, or the model config itself as config.json): the head width, QuickGELU
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+import torch
 
 from vitdash.load.layouts import timm_layout
 from vitdash.load.layouts.canon import Canon, rename_by_rules, strip_prefix
@@ -82,6 +85,31 @@ def _timm_trunk(src, meta: dict[str, Any]) -> Canon | None:
     return canon
 
 
+def _perception_encoder(canon: Canon, p: str) -> None:
+    """Meta's Perception Encoder in its own names (the facebook/PE-* files): a CLIP tower's, with LayerScale
+    (`ls_N.gamma`) and an attention pool whose learned probe queries the tokens through one packed in_proj, then
+    `proj`. timm builds it as an Eva, whose RoPE (never stored) the architecture takes from the family's layout."""
+    src = canon.src
+    dim = src.shape(p + "attn_pool.probe")[-1]
+    canon.put("attn_pool.latent", p + "attn_pool.probe", src.shape(p + "attn_pool.probe"))
+    for part in ("weight", "bias"):
+        packed = f"{p}attn_pool.attn.in_proj_{part}"
+        shape = src.shape(packed)
+        canon.put(f"attn_pool.q.{part}", packed, (dim, *shape[1:]), lambda t: t[:dim])
+        canon.put(f"attn_pool.kv.{part}", packed, (shape[0] - dim, *shape[1:]), lambda t: t[dim:])
+    rename_by_rules(canon, [(re.escape(p) + r"attn_pool\.attn\.out_proj\.(weight|bias)", r"attn_pool.proj.\1"),
+                            (re.escape(p) + r"attn_pool\.layernorm\.(weight|bias)", r"attn_pool.norm.\1"),
+                            (re.escape(p) + r"attn_pool\.mlp\.c_fc\.(weight|bias)", r"attn_pool.mlp.fc1.\1"),
+                            (re.escape(p) + r"attn_pool\.mlp\.c_proj\.(weight|bias)", r"attn_pool.mlp.fc2.\1"),
+                            (re.escape(p) + r"transformer\.resblocks\.(\d+)\.ls_([12])\.gamma",
+                             r"blocks.\1.gamma_\2")])
+    if p + "proj" in src:  # timm's head: the projection, with the zero bias timm's Linear has
+        out = src.shape(p + "proj")[1]
+        canon.put("head.weight", p + "proj", (out, dim), lambda w: w.t())
+        canon.synthesize("head.bias", (out,), lambda: torch.zeros(out))
+    canon.metadata.update(timm_class="Eva", hidden_act="gelu")
+
+
 def convert(src, meta) -> Canon | None:
     if _TRUNK + "patch_embed.proj.weight" in src:
         return _timm_trunk(src, meta)
@@ -114,8 +142,10 @@ def convert(src, meta) -> Canon | None:
     post = "fc_norm" if pool == "avg" and vision.get("final_ln_after_pool") else "norm"
     if pool == "avg" and post == "norm":
         canon.metadata["global_pool"] = "avg"  # every token normalized, then the patch tokens averaged
+    if prefix + "attn_pool.probe" in src:
+        _perception_encoder(canon, prefix)
     rename_by_rules(canon, _rules(re.escape(prefix), post))
-    if any(re.match(re.escape(prefix) + r"attn_pool", k) for k in src):
+    if any(re.match(re.escape(prefix) + r"attn_pool", k) for k in src if k not in canon.used):
         canon.notes.append("CoCa's attentional pooler (attn_pool.*) has no timm counterpart: it is left over, and "
                            "the canonical model pools the class token instead")
     canon.set_aside([prefix + "proj"] if prefix + "proj" in src else [],
