@@ -101,14 +101,15 @@ def no_exception(page, where: str, log: Path) -> None:
                                f"server log:\n{log.read_text()[-2000:]}"
 
 
-def pick(page, name: str) -> None:
-    """Open a library entry by its name (labels lead with it) from the sidebar."""
+def pick(page, name: str, source: str = "Library") -> None:
+    """Open `name` from the sidebar's `source` list (a library entry's label leads with its name; a timm
+    architecture's label is its name)."""
     sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.get_by_text("Library", exact=True).click()
+    sidebar.get_by_text(source, exact=True).click()
     settle(page)
     box = sidebar.locator('[data-testid="stSelectbox"]').first
     box.click()
-    page.get_by_role("option", name=re.compile("^" + re.escape(name) + r" \(")).first.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(name) + r"( \(|$)")).first.click()
     settle(page)
     sidebar.locator('button[data-testid^="stBaseButton"]', has_text=re.compile(r"^Open$")).click()
     settle(page)
