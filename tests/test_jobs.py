@@ -231,6 +231,11 @@ def test_states_and_errors():
         job.cancel("stop")
         raise JobCancelled(job.reason)
     assert job.state == CANCELLED
+    with pytest.raises(KeyboardInterrupt), q.slot("audit", MB) as job:  # as Streamlit stops a closed tab's script
+        raise KeyboardInterrupt
+    assert job.state == CANCELLED and "ended early" in job.reason
+    stats = q.stats()
+    assert (stats.completed, stats.cancelled, stats.running) == (1, 2, 0)
     with pytest.raises(Exception, match="unknown job kind"):
         q.submit("mining", MB)
     with pytest.raises(Exception, match="positive budget"):

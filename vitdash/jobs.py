@@ -141,6 +141,9 @@ class JobQueue:
         try:
             self.wait(job, on_wait, poll)
             yield job
+        except BaseException as e:  # Streamlit stopping a closed tab's script, or the work failing: not completed
+            job.cancel(f"it ended early ({type(e).__name__})")
+            raise
         finally:
             self.finish(job)
 
