@@ -72,8 +72,41 @@ def _libc():
 
 
 def give_back() -> None:
-    """Collect garbage and return the allocator's free heap to the system (glibc; elsewhere a no-op)."""
+    """Collect garbage, return the allocator's free heap to the system (glibc) and drop the resident pages of
+    mapped checkpoint files (`page_out_mapped_files`); elsewhere than Linux a no-op."""
     gc.collect()
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+    page_out_mapped_files()
+
+
+MADV_PAGEOUT = 21  # Linux 5.4+: reclaim these pages now
+
+
+def page_out_mapped_files() -> int:
+    """Ask the kernel to reclaim the resident pages of the data files this process has mapped (checkpoints
+    opened by safetensors or `torch.load(mmap=True)`); returns the bytes of the mappings advised.
+
+    A mapped file's pages count in the resident size once read and stay there until the kernel needs the
+    memory: a server whose sessions have audited eight ViT-Bs holds 1.7 GB of them, which the job queue
+    would count against its budget. Reclaiming loses nothing: a clean page is read again from the page cache
+    on next use, and a page written to (copy-on-write) is only ever swapped, never dropped. Shared libraries
+    and executable mappings are left alone."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "madvise"):
+        return 0
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    advised = 0
+    for line in lines:
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or not parts[5].startswith("/") or "x" in parts[1] or ".so" in parts[5]:
+            continue  # anonymous memory, [heap]/[stack], code, shared libraries
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if libc.madvise(start, end - start, MADV_PAGEOUT) == 0:
+            advised += end - start
+    return advised
