@@ -152,6 +152,21 @@ def test_cache_is_shrunk_to_make_room_when_nothing_runs():
     assert dropped == [200 * MB]
 
 
+def test_a_job_is_not_refused_for_memory_the_cache_can_give_back():
+    """Sessions' cached models made the server's idle size large; the job waits for the cache to shrink instead
+    of being told it can never fit."""
+    mem = FakeMemory(base=900 * MB)
+
+    def make_room(n: int) -> int:
+        mem.base -= 600 * MB
+        return 600 * MB
+
+    q = JobQueue(budget=1000 * MB, rss=mem, make_room=make_room)  # idle size measured with the cache full: 900 MB
+    with q.slot("accuracy", 300 * MB) as job:
+        assert job.state == "running"
+    assert q.stats().refused == 0
+
+
 def test_a_newer_job_from_the_same_owner_cancels_the_older_one():
     q = JobQueue(budget=1000 * MB, max_running=2, rss=FakeMemory())
     log, gate = [], threading.Event()

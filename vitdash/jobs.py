@@ -6,8 +6,9 @@ allocates, and eight colleagues each starting a probe at once would need many ti
 says up front roughly how much it will need (`estimate`: model size, batch, input size) and waits for a slot:
 at most `max_running` at once, first come first served, and only while the process's resident size plus what
 the running jobs have reserved leaves room for it under the budget ($VITDASH_MEMORY_MB, default half the
-machine). A job that could never fit, even alone, is refused at once with the reason; so is one that finds
-the waiting line full. A watchdog samples the resident size while jobs run and stops the newest one if the
+machine). A job that could never fit, even alone, is refused with the reason: at once, or, when the server's
+idle size includes cached models that could be dropped, once nothing runs and dropping them did not make room.
+So is one that finds the waiting line full. A watchdog samples the resident size while jobs run and stops the newest one if the
 budget is neared anyway (an estimate that was too low: at 95% of it), so nothing runs past it.
 
 A job belongs to an owner (a browser session): a new job from the same owner cancels the older one (the
@@ -153,7 +154,9 @@ class JobQueue:
         job = Job(next(self._ids), kind, max(0, int(estimate)), owner, label)
         with self._cond:
             room = self.budget - self._idle_rss
-            if job.estimate > room:
+            # With a cache to shrink, what the server holds idle is partly droppable: the line decides once
+            # nothing runs and the cache has made room (`_admit`), rather than refusing on a size it could free.
+            if job.estimate > room and self._make_room is None:
                 self._counts["refused"] += 1
                 raise JobRefused(
                     f"This {kind} job needs about {_mb(job.estimate)}, more than this server can give any one job: "
