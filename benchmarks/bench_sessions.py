@@ -75,7 +75,8 @@ class Sampler(threading.Thread):
     def __init__(self, pid: int, interval: float = 0.05):
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak, self.done = pid, interval, 0, threading.Event()
-        self.at_peak: dict[str, int] = {}
+        self.at_peak: dict[str, float] = {}
+        self.t0 = time.monotonic()
 
     def run(self) -> None:
         while not self.done.is_set():
@@ -84,7 +85,7 @@ class Sampler(threading.Thread):
             except OSError:
                 return
             if now["VmRSS"] > self.peak:
-                self.peak, self.at_peak = now["VmRSS"], now
+                self.peak, self.at_peak = now["VmRSS"], {**now, "t": time.monotonic() - self.t0}
             time.sleep(self.interval)
 
 
@@ -227,7 +228,7 @@ def main() -> None:
               f"{budget / 2**20:,.0f} MB -> peak/budget = {sampler.peak / budget:.2f} "
               f"({'UNDER' if sampler.peak < budget else 'OVER'} the budget); at the peak "
               f"{sampler.at_peak.get('RssAnon', 0) / 2**20:,.0f} MB anonymous + "
-              f"{sampler.at_peak.get('RssFile', 0) / 2**20:,.0f} MB of mapped files")
+              f"{sampler.at_peak.get('RssFile', 0) / 2**20:,.0f} MB of mapped files, {sampler.at_peak.get('t', 0):.0f} s in")
         print(json.dumps({"baseline": baseline, "peak": sampler.peak, "budget": budget, "sessions": results}))
 
 
