@@ -240,8 +240,9 @@ def test_eight_sessions_stay_under_the_bound_and_see_only_their_own_upload(fixed
     assert retained < bound + 16 * MB
 
     # The same workload with an unbounded cache keeps every session's checkpoint and model. Resident are the
-    # models (the checkpoints' mapped pages are handed back once a model is built): eight against the bound's three.
+    # models (the checkpoints' mapped pages are handed back once a model is built): RSS grows by at least half
+    # of the models the bound would have dropped (half: resident sizes move by some MB on a busy machine).
     unbounded_retained, _, unbounded_refs, unbounded = _retained(1 << 40, uploads)
     assert unbounded.total_bytes == N_SESSIONS * per_session
     assert sum(r() is not None for r in unbounded_refs) == 2 * N_SESSIONS
-    assert unbounded_retained > retained + (N_SESSIONS - 4) * one_file
+    assert unbounded_retained - retained > (N_SESSIONS - fits) * one_file / 2
