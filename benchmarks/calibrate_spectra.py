@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from vitdash.trained.spectra import SPECTRAL_MAX_SIDE, spectrum
+from vitdash.trained import spectra
+from vitdash.trained.spectra import spectrum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,10 +35,10 @@ KINDS = ["normal", "uniform01", "student_t2.5", "sparse", "int8"]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=SPECTRAL_MAX_SIDE, help="sub-block side of the Krylov path")
+    ap.add_argument("--side", type=int, default=spectra.SPECTRAL_MAX_SIDE, help="sub-block side of the Krylov path")
     ap.add_argument("--seeds", type=int, default=6, help="matrices drawn per shape and kind")
     args = ap.parse_args()
-    SPECTRAL_MAX_SIDE = args.side
+    spectra.SPECTRAL_MAX_SIDE = args.side  # read by spectrum() at each call
     torch.manual_seed(0)  # the Student-t draws use the global generator
 
     nulls = []

@@ -12,7 +12,6 @@ import itertools
 import math
 import statistics
 
-import pytest
 import torch
 
 from tests.lineage_cases import _demo_model

@@ -2,7 +2,6 @@
 (conv1, bn1, layer{1-4}.{j}.{conv1,bn1,conv2,bn2,shortcut.0,shortcut.1}, linear), scaled down: widths
 8/16/32/64 instead of 64/128/256/512, one block per stage, 1 input channel (upstream hard-codes 3).
 """
-import torch
 from torch import nn
 import torch.nn.functional as F
 

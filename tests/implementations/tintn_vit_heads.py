@@ -8,7 +8,6 @@ import math
 import torch
 from torch import nn
 
-from tests.implementations.common import make_expected
 
 SOURCE = 'tintn/vision-transformer-from-scratch@52c59c6e52f66f9265e799457c9dcedc020fd483:vit.py'
 BASE = dict(patch_size=8, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=4 * 48,

@@ -1,7 +1,6 @@
 """(b) torchvision `VisionTransformer` (package torchvision==0.29.1), 1-channel by replacing conv_proj."""
 import math
 
-import torch
 from torch import nn
 from torchvision.models import VisionTransformer
 
