@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from vitdash.errors import VitdashError
 from vitdash.load.formats.torch_pickle import pickle_globals
-from vitdash.load.sources import load
+from vitdash.load.sources import checkpoint_from_state_dict, load
 
 torch.manual_seed(0)
 
@@ -261,6 +261,17 @@ def test_resnet_is_not_a_vit(tmp_path):
     assert any("not a ViT: it looks like a convolutional network, ResNet-style" in w and "page" not in w
                for w in ckpt.warnings)
     assert ckpt.to_dict()["is_vit"] is False
+
+
+@pytest.mark.parametrize("name", ["swin_tiny_patch4_window7_224", "pvt_v2_b0", "mvitv2_tiny"])
+def test_a_hierarchical_vision_transformer_is_named_as_such(name):
+    """Swin, PVT and MViT have attention and a patch embedding but stages that merge patches: not a plain ViT, and
+    not 'nothing that cuts an image into patches' either."""
+    import timm
+
+    ckpt = checkpoint_from_state_dict(timm.create_model(name).state_dict())
+    assert not ckpt.is_vit
+    assert ckpt.looks_like.startswith("a hierarchical vision transformer"), ckpt.looks_like
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "torch"])

@@ -2,7 +2,9 @@
 
 Read from names and shapes only: a language model has a token table (vocabulary x width) and often a causal
 mask and an LM head back to the vocabulary; a convolutional network is made of conv kernels and BatchNorm
-statistics; a 1-D sequence model has transformer layers but nothing that cuts an image into patches.
+statistics; a hierarchical vision transformer (Swin, PVT, MViT) has attention and a patch embedding but works in
+stages that merge patches between them; a 1-D sequence model has transformer layers but nothing that cuts an image
+into patches.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ _TOKEN_TABLE = re.compile(r"(token_embedding|tok_emb|wte|embed_tokens|word_embed
 _LM_HEAD = re.compile(r"(lm_head|decoder\.weight$|output_projection|logits)", re.I)
 _ATTENTION = re.compile(r"(attn|attention|self_attn|in_proj|query|qkv|to_qkv|multihead)", re.I)
 _MASK_NAME = re.compile(r"(tril|causal|mask|\.bias$)", re.I)
+_PATCHES = re.compile(r"(patch_embed|patch_embedding|patchify|to_patch)", re.I)
+_MERGING = re.compile(r"(downsample|patch_merg|merge|reduction|\.sr\.|pool_[qkv]\.)", re.I)  # between stages
+_STAGED = re.compile(r"(stages?|layers)\.\d+\.blocks\.\d+\.", re.I)  # blocks numbered within stages
 
 
 def _causal_masks(store: TensorStore) -> list[str]:
@@ -40,6 +45,12 @@ def looks_like(store: TensorStore) -> str:
         return "a language model (" + ", ".join(signs) + ")"
     if re.search(r"layer[1-4]\.\d+\.(conv|bn)\d", joined):
         return f"a convolutional network, ResNet-style ({len(convs)} conv kernels, e.g. layer1.0.conv1.weight)"
+    staged = [k for k in keys if _MERGING.search(k)] or [k for k in keys if _STAGED.search(k)]
+    if attention and staged and any(_PATCHES.search(k) for k in keys):
+        merging = staged[0]
+        return ("a hierarchical vision transformer in stages that merge patches, like Swin, PVT or MViT "
+                f"(e.g. {attention[0].rsplit('.', 1)[0]} and {merging.rsplit('.', 1)[0]}), not a plain ViT with one "
+                "sequence of same-width blocks")
     if convs and (len(convs) > 3 or "running_mean" in joined):
         staged = " with stages, like ConvNeXt/EfficientNet" if "stages." in joined else ""
         return f"a convolutional network{staged} ({len(convs)} conv kernels, BatchNorm statistics)" \
