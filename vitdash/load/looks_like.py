@@ -45,12 +45,11 @@ def looks_like(store: TensorStore) -> str:
         return "a language model (" + ", ".join(signs) + ")"
     if re.search(r"layer[1-4]\.\d+\.(conv|bn)\d", joined):
         return f"a convolutional network, ResNet-style ({len(convs)} conv kernels, e.g. layer1.0.conv1.weight)"
-    staged = [k for k in keys if _MERGING.search(k)] or [k for k in keys if _STAGED.search(k)]
-    if attention and staged and any(_PATCHES.search(k) for k in keys):
-        merging = staged[0]
+    stage_keys = [k for k in keys if _MERGING.search(k)] or [k for k in keys if _STAGED.search(k)]
+    if attention and stage_keys and any(_PATCHES.search(k) for k in keys):
         return ("a hierarchical vision transformer in stages that merge patches, like Swin, PVT or MViT "
-                f"(e.g. {attention[0].rsplit('.', 1)[0]} and {merging.rsplit('.', 1)[0]}), not a plain ViT with one "
-                "sequence of same-width blocks")
+                f"(e.g. {attention[0].rsplit('.', 1)[0]} and {stage_keys[0].rsplit('.', 1)[0]}), not a plain ViT "
+                "with one sequence of same-width blocks")
     if convs and (len(convs) > 3 or "running_mean" in joined):
         staged = " with stages, like ConvNeXt/EfficientNet" if "stages." in joined else ""
         return f"a convolutional network{staged} ({len(convs)} conv kernels, BatchNorm statistics)" \
