@@ -32,13 +32,15 @@ import torch
 
 from vitdash.load.sources import load
 from vitdash.trained import priors
-from vitdash.trained.spectra import _gaussian_twin_top, _jitter, _permutations
+from vitdash.trained.moments import sample_runs
+from vitdash.trained.spectra import _gaussian_twin_top, _jitter, _permutations, _window_starts
 from vitdash.trained.verdict import audit
 
 
 def _clear_caches() -> None:
     """Every run pays for its own shuffles and references."""
-    for cached in (_permutations, _jitter, _gaussian_twin_top, priors._quantiles, priors._ks_critical):
+    for cached in (_permutations, _jitter, _gaussian_twin_top, _window_starts, sample_runs, priors._quantiles,
+                   priors._ks_critical, priors._stored_bounds):
         cached.cache_clear()
 
 

@@ -244,6 +244,50 @@ def test_entries_the_init_clamped_onto_a_far_bound_are_left_out():
     assert [f.matches for f in P.fit_many(prior, samples, **kw, entries=x)] == [True, True]
     wide = P.Prior("normal", 0.02)  # not truncated: nothing is left out
     assert [f.matches for f in P.fit_many(wide, samples, **kw, entries=x)] == [False, True]
+    # Each row's (min, max), as the audit passes them, only spare the pass over the entries where no row reaches
+    # a bound: the row on it is still left out.
+    bounds = [(m.min, m.max) for m in moms]
+    assert [f.matches for f in P.fit_many(prior, samples, **kw, entries=x, bounds=bounds)] == [True, True]
+
+
+def test_a_bfloat16_entry_on_a_bound_is_found_from_the_rounded_bound():
+    """A bfloat16 checkpoint stores a truncation bound rounded (timm's Eva head cut at +-2e-3 reads -0.0020008...):
+    the moments' min equals that rounding, not the bound, and the entry on it must still be left out."""
+    prior = P.Prior("truncnormal", 2e-5, -2e-3, 2e-3)
+    x = (torch.randn(1, 32768, generator=torch.Generator().manual_seed(1)) * 2e-5).bfloat16()
+    x[0, 7] = -2e-3
+    assert float(x[0, 7]) != -2e-3  # (rounded)
+    moms = moments_many(list(x), x)
+    kw = dict(numel=[m.sampled for m in moms], mean=[m.mean for m in moms], std=[m.std for m in moms],
+              constant=[m.constant for m in moms])
+    samples = P.sample_sorted(x)
+    kept = P.fit_many(prior, samples, **kw, entries=x)[0]
+    checked = P.fit_many(prior, samples, **kw, entries=x, bounds=[(moms[0].min, moms[0].max)])[0]
+    assert kept.std_ratio == checked.std_ratio != P.fit_many(prior, samples, **kw)[0].std_ratio
+
+
+def test_fitting_many_priors_at_once_equals_fitting_each_alone():
+    """`fit_each` reads every prior of a group in one evaluation, each on its own rows (timm's Eva scales each
+    block's output projection by its depth): every fit equals the prior fitted alone to those rows."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.cat([torch.randn(3, 32768, generator=g) * 0.02, torch.rand(2, 32768, generator=g) * 0.2 - 0.1])
+    x[4] = 0.01  # a constant row
+    moms = moments_many(list(x), x)
+    per_row = dict(numel=[m.sampled for m in moms], mean=[m.mean for m in moms], std=[m.std for m in moms],
+                   constant=[m.constant for m in moms])
+    bounds = [(m.min, m.max) for m in moms]
+    samples = P.sample_sorted(x)
+    assignments = [(P.Prior("truncnormal", 0.02, -2.0, 2.0), [0, 1, 2, 3, 4]), (P.Prior("normal", 0.01), [1]),
+                   (P.Prior("uniform", 0.1), [3, 0]), (P.Prior("constant", 0.01), [4, 2]),
+                   (P.Prior("truncnormal", 0.02 / math.sqrt(6), -2.0, 2.0), [2])]
+    together = P.fit_each(assignments, samples, **per_row, entries=x, bounds=bounds)
+    for (prior, rows), fits in zip(assignments, together):
+        alone = P.fit_many(prior, samples[rows], **{k: [v[j] for j in rows] for k, v in per_row.items()},
+                           entries=x[rows], bounds=[bounds[j] for j in rows])
+        assert fits == alone
+    # (row 3 is uniform, row 0 a normal; row 4 the constant, which no distribution matches)
+    assert together[0][0].matches and together[2][0].matches and together[3][0].matches
+    assert not together[2][1].matches and not together[0][4].matches and not together[3][1].matches
 
 
 def test_a_value_outside_a_uniform_bound_rules_the_prior_out():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,13 @@ def random_entries(t: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     if flat.numel() <= n:
         return flat
     runs = flat[:flat.numel() - flat.numel() % SAMPLE_CHUNK].view(-1, SAMPLE_CHUNK)
-    g = torch.Generator().manual_seed(seed)
-    return runs.index_select(0, torch.randint(runs.shape[0], (max(1, n // SAMPLE_CHUNK),), generator=g)).reshape(-1)
+    return runs.index_select(0, sample_runs(runs.shape[0], max(1, n // SAMPLE_CHUNK), seed)).reshape(-1)
+
+
+@lru_cache(maxsize=64)
+def sample_runs(runs: int, count: int, seed: int) -> torch.Tensor:
+    """`count` seeded draws among `runs` runs, cached: a ViT samples many tensors of the same size."""
+    return torch.randint(runs, (count,), generator=torch.Generator().manual_seed(seed))
 
 
 def moments(t: torch.Tensor, sample: torch.Tensor | None = None, seed: int = 0) -> Moments:

@@ -116,12 +116,15 @@ class Prior:
         x = x.double()
         if self.family == "constant":
             return (x >= self.scale).double()
+        return _cdf(self.family, x, *self._cdf_args)
+
+    @cached_property
+    def _cdf_args(self) -> tuple[float, ...]:
+        """`_cdf`'s parameters: (scale,) for a uniform; (scale, lo, hi, mass below lo, mass below hi) for a normal,
+        truncated or not (a plain normal's bounds are infinite, its masses 0 and 1: the same arithmetic, exactly)."""
         if self.family == "uniform":
-            return ((x + self.scale) / (2 * self.scale)).clamp(0, 1)
-        if self.family == "normal":
-            return ndtr(x / self.scale)
-        pa, pb = self._mass
-        return ((ndtr(x.clamp(self.lo, self.hi) / self.scale) - pa) / (pb - pa)).clamp(0, 1)
+            return (self.scale,)
+        return (self.scale, self.lo, self.hi, *(self._mass if self.family == "truncnormal" else (0.0, 1.0)))
 
     def ppf(self, p: torch.Tensor) -> torch.Tensor:
         p = p.double()
@@ -138,6 +141,16 @@ class Prior:
         """Density for plotting (numpy in, numpy out); a constant has none (drawn as a line instead)."""
         x = np.asarray(x, dtype=float)
         return np.zeros_like(x) if self.dist is None else self.dist.pdf(x)
+
+
+def _cdf(family: str, x: torch.Tensor, *args: Any) -> torch.Tensor:
+    """The cdf of a uniform or (truncated) normal from `Prior._cdf_args`: floats, or (R, 1) columns that give each
+    row of x its own prior (one evaluation for every prior of a group of tensors)."""
+    if family == "uniform":
+        (scale,) = args
+        return ((x + scale) / (2 * scale)).clamp(0, 1)
+    scale, lo, hi, pa, pb = args
+    return ((ndtr(x.clamp(lo, hi) / scale) - pa) / (pb - pa)).clamp(0, 1)
 
 
 # ---- the schemes -----------------------------------------------------------------------------------------------
@@ -424,13 +437,46 @@ def fit(prior: Prior, sample: torch.Tensor, *, numel: int, mean: float, std: flo
     return fit_many(prior, sample[None], numel=[numel], mean=[mean], std=[std], constant=[constant])[0]
 
 
-def _without_clamped(prior: Prior, entries: torch.Tensor, mean: Sequence[float],
-                     std: Sequence[float]) -> tuple[list[float], list[float]]:
-    """Mean and std of each row of `entries` leaving out values exactly on a truncated normal's far
+def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean: Sequence[float],
+             std: Sequence[float], constant: Sequence[bool], entries: torch.Tensor | None = None,
+             bounds: Sequence[tuple[float, float]] | None = None) -> list[PriorFit]:
+    """`fit_each` of one prior to every row."""
+    return fit_each([(prior, range(samples.shape[0]))], samples, numel=numel, mean=mean, std=std,
+                    constant=constant, entries=entries, bounds=bounds)[0]
+
+
+@lru_cache(maxsize=256)
+def _stored_bounds(lo: float, hi: float, dtype: torch.dtype) -> tuple[float, float]:
+    """The innermost of a truncation's bounds as `dtype` stores them and as float32 rounds those."""
+    stored = torch.tensor([lo, hi], dtype=dtype)
+    (low, high), (low32, high32) = stored.tolist(), stored.float().tolist()
+    return max(low, low32), min(high, high32)
+
+
+def _may_reach(prior: Prior, dtype: torch.dtype, bounds: Sequence[tuple[float, float]]) -> bool:
+    """Whether any row's (min, max) allows an entry equal to a bound of the prior as `dtype` stores it. The
+    moments may hold min and max rounded to float32: rounding is monotonic, so a row whose min lies above both
+    roundings of the bound has no entry on it."""
+    low, high = _stored_bounds(prior.lo, prior.hi, dtype)
+    return any(mn <= low or mx >= high for mn, mx in bounds)
+
+
+def _rows(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """Those rows of x: x itself when they are all of them, in order (most priors: no copy)."""
+    return x if rows == list(range(x.shape[0])) else x[rows]
+
+
+def _without_clamped(prior: Prior, entries: torch.Tensor, rows: list[int], mean: list[float], std: list[float],
+                     bounds: Sequence[tuple[float, float]] | None = None) -> tuple[list[float], list[float]]:
+    """Mean and std of each of those `rows` of `entries` leaving out values exactly on a truncated normal's far
     bounds: torch's trunc_normal_ puts about one entry in 2**24 there (erfinv(-1) clamped to the bound),
-    which at timm's absolute +-2 for std 0.02 is 100 std out and alone would move the std by percents."""
+    which at timm's absolute +-2 for std 0.02 is 100 std out and alone would move the std by percents.
+    `bounds`, each row's (min, max) where known, spare the pass over the entries when no row reaches a bound."""
     if prior.family != "truncnormal" or min(-prior.lo, prior.hi) < 6 * prior.scale:
-        return list(mean), list(std)
+        return mean, std
+    if bounds is not None and not _may_reach(prior, entries.dtype, bounds):
+        return mean, std
+    entries = _rows(entries, rows)
     clamped = (entries == prior.lo) | (entries == prior.hi)  # (the bound in the entries' own precision)
     hits = clamped.any(-1).tolist()
     mean, std = list(mean), list(std)
@@ -452,13 +498,39 @@ def _in_support(prior: Prior, lo: float, hi: float) -> bool:
     return low - slack <= lo and hi <= high + slack
 
 
-def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean: Sequence[float],
-             std: Sequence[float], constant: Sequence[bool], entries: torch.Tensor | None = None,
-             bounds: Sequence[tuple[float, float]] | None = None) -> list[PriorFit]:
-    """KS and Wasserstein-1 of each row of `samples` (B, n), sorted rows, against one prior; the
-    tensors' `std` and `mean` come from `numel` entries (all of them, or the larger sample the moments
-    use). A whole group of same-shaped tensors (the blocks' qkv weights, ...) takes one CDF evaluation:
-    per-tensor calls would be mostly per-op overhead.
+def _distances(assignments: Sequence[tuple[Prior, Sequence[int]]], samples: torch.Tensor
+               ) -> dict[int, tuple[list[float], list[float]]]:
+    """KS and Wasserstein-1 distances of the assigned rows of `samples` (sorted) from their priors, by
+    assignment: the uniform priors' rows in one evaluation, the normal ones' in another."""
+    n = samples.shape[-1]
+    out: dict[int, tuple[list[float], list[float]]] = {}
+    for families in (("uniform",), ("normal", "truncnormal")):
+        batch = [(k, p, list(rows)) for k, (p, rows) in enumerate(assignments) if p.family in families and rows]
+        if not batch:
+            continue
+        x = samples.index_select(0, torch.tensor([j for _, _, rows in batch for j in rows]))
+        args = torch.tensor([p._cdf_args for _, p, rows in batch for _ in rows], dtype=torch.float64)
+        cdf = _cdf(families[0], x, *args.T.unsqueeze(-1).unbind(0))
+        i = torch.arange(1, n + 1, dtype=torch.float64)
+        kss = torch.maximum(i / n - cdf, cdf - (i - 1) / n).amax(-1).tolist()
+        q = torch.cat([_quantiles(p, n).expand(len(rows), n) for _, p, rows in batch])
+        w1s = (x - q).abs().mean(-1).tolist()
+        at = 0
+        for k, _, rows in batch:
+            out[k] = kss[at:at + len(rows)], w1s[at:at + len(rows)]
+            at += len(rows)
+    return out
+
+
+def fit_each(assignments: Sequence[tuple[Prior, Sequence[int]]], samples: torch.Tensor, *, numel: Sequence[int],
+             mean: Sequence[float], std: Sequence[float], constant: Sequence[bool],
+             entries: torch.Tensor | None = None,
+             bounds: Sequence[tuple[float, float]] | None = None) -> list[list[PriorFit]]:
+    """Per (prior, rows) assignment, that prior's fit to each of those rows of `samples` (B, n), sorted rows:
+    KS and Wasserstein-1 against the prior. Per row, the tensor's `std` and `mean` come from `numel` entries
+    (all of them, or the larger sample the moments use). A whole group of same-shaped tensors (the blocks' qkv
+    weights, ...) takes one CDF evaluation for all its priors: per-prior or per-tensor calls would be mostly
+    per-op overhead.
 
     A match needs all three: a KS distance below its 0.1% critical value, a std within 4 standard
     errors of the prior's (the error of a std estimate from `numel` draws of this prior), and a mean
@@ -467,27 +539,32 @@ def fit_many(prior: Prior, samples: torch.Tensor, *, numel: Sequence[int], mean:
     `entries` (B, numel), the values `mean` and `std` come from: against a truncated normal, values
     clamped onto its bounds by the init itself are left out of both.
     """
-    if prior.family == "constant":
-        tol = 1e-3 * abs(prior.scale) + 1e-12  # fp16/bf16 checkpoints round init constants
-        dists = (samples - prior.scale).abs().mean(-1).tolist()
-        hits = [c and abs(m - prior.scale) <= tol for c, m in zip(constant, mean)]
-        return [PriorFit(prior, 0.0 if hit else 1.0, d, math.nan, hit) for hit, d in zip(hits, dists)]
-    n = samples.shape[-1]
-    cdf = prior.cdf(samples)
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    kss = torch.maximum(i / n - cdf, cdf - (i - 1) / n).amax(-1).tolist()
-    w1s = (samples - _quantiles(prior, n)).abs().mean(-1).tolist()
-    if entries is not None:
-        mean, std = _without_clamped(prior, entries, mean, std)
-    pstd = prior.std
-    ks_critical = _ks_critical(n)
-    fits = []
-    for j, (ks, w1, k, m, s, c) in enumerate(zip(kss, w1s, numel, mean, std, constant)):
-        ratio = s / pstd if pstd > 0 else math.inf
-        se = math.sqrt((prior.excess_kurtosis + 2.0) / (4.0 * max(k, 1)))
-        ok_std = abs(ratio - 1.0) <= 4 * se + 0.005
-        ok_mean = abs(m) <= 4 * pstd / math.sqrt(max(k, 1)) + 1e-3 * pstd
-        support = bounds is None or _in_support(prior, *bounds[j])
-        matches = bool(ok_std and ok_mean and ks <= ks_critical and not c and support)
-        fits.append(PriorFit(prior, ks, w1, ratio, matches, support, matches and abs(ratio - 1.0) <= 3 * se + 0.005))
-    return fits
+    distances = _distances(assignments, samples)
+    ks_critical = _ks_critical(samples.shape[-1])
+    out = []
+    for k, (prior, rows) in enumerate(assignments):
+        rows = list(rows)
+        if prior.family == "constant":
+            tol = 1e-3 * abs(prior.scale) + 1e-12  # fp16/bf16 checkpoints round init constants
+            dists = (_rows(samples, rows) - prior.scale).abs().mean(-1).tolist()
+            hits = [constant[j] and abs(mean[j] - prior.scale) <= tol for j in rows]
+            out.append([PriorFit(prior, 0.0 if hit else 1.0, d, math.nan, hit) for hit, d in zip(hits, dists)])
+            continue
+        kss, w1s = distances.get(k, ([], []))
+        ms, ss = [mean[j] for j in rows], [std[j] for j in rows]
+        if entries is not None:
+            ms, ss = _without_clamped(prior, entries, rows, ms, ss, None if bounds is None else
+                                      [bounds[j] for j in rows])
+        pstd = prior.std
+        fits = []
+        for j, ks, w1, m, s in zip(rows, kss, w1s, ms, ss):
+            ratio = s / pstd if pstd > 0 else math.inf
+            se = math.sqrt((prior.excess_kurtosis + 2.0) / (4.0 * max(numel[j], 1)))
+            ok_std = abs(ratio - 1.0) <= 4 * se + 0.005
+            ok_mean = abs(m) <= 4 * pstd / math.sqrt(max(numel[j], 1)) + 1e-3 * pstd
+            support = bounds is None or _in_support(prior, *bounds[j])
+            matches = bool(ok_std and ok_mean and ks <= ks_critical and not constant[j] and support)
+            fits.append(PriorFit(prior, ks, w1, ratio, matches, support,
+                                 matches and abs(ratio - 1.0) <= 3 * se + 0.005))
+        out.append(fits)
+    return out

@@ -242,11 +242,18 @@ def sub_block(w: torch.Tensor, max_side: int = SPECTRAL_MAX_SIDE, seed: int = 0)
     stays exact, and training structure shows in any large block. A window is read as a few
     sequential runs: random rows of a memory-mapped file would page in most of the matrix.
     """
-    g = torch.Generator().manual_seed(seed + 17)
-    for dim in (0, 1):
+    for dim, start in enumerate(_window_starts(tuple(w.shape[:2]), max_side, seed)):
         if w.shape[dim] > max_side:
-            w = w.narrow(dim, int(torch.randint(w.shape[dim] - max_side + 1, (1,), generator=g)), max_side)
+            w = w.narrow(dim, start, max_side)
     return w
+
+
+@lru_cache(maxsize=64)
+def _window_starts(shape: tuple[int, int], max_side: int, seed: int) -> tuple[int, int]:
+    """`sub_block`'s seeded window offsets for a shape (cached: a ViT repeats a few shapes many times)."""
+    g = torch.Generator().manual_seed(seed + 17)
+    return tuple(int(torch.randint(side - max_side + 1, (1,), generator=g)) if side > max_side else 0
+                 for side in shape)
 
 
 @dataclass
@@ -287,18 +294,20 @@ class Spectrum:
         return d
 
 
-def _tail_alpha(eigs: torch.Tensor) -> float:
-    """Power-law exponent of the eigenvalue density's tail (Hill estimator on the top eigenvalues).
+def _tail_alphas(eigs: torch.Tensor) -> list[float]:
+    """Power-law exponent of the eigenvalue density's tail (Hill estimator on the top eigenvalues), per row of
+    descending eigenvalues.
 
     Trained layers have heavy tails (alpha about 2-6); an MP bulk gives large alphas, since its top
     eigenvalues are nearly equal.
     """
-    k = min(len(eigs), 20, max(len(eigs) // 4, 5))
-    top = eigs[:k].double()
-    if k < 3 or float(top[-1]) <= 0:
-        return math.nan
-    s = float(torch.log(top[:-1] / top[-1]).sum())
-    return 1.0 + (k - 1) / s if s > 0 else math.inf
+    k = min(eigs.shape[-1], 20, max(eigs.shape[-1] // 4, 5))
+    top = eigs[:, :k].double()
+    if k < 3:
+        return [math.nan] * len(eigs)
+    sums = torch.log(top[:, :-1] / top[:, -1:]).sum(-1).tolist()
+    return [math.nan if last <= 0 else 1.0 + (k - 1) / s if s > 0 else math.inf
+            for last, s in zip(top[:, -1].tolist(), sums)]
 
 
 def raw_spectrum_stats(x: torch.Tensor, eigs: torch.Tensor) -> dict[str, float]:
@@ -308,7 +317,7 @@ def raw_spectrum_stats(x: torch.Tensor, eigs: torch.Tensor) -> dict[str, float]:
     edge, s = mp_edge(m, n, var), tw_scale(m, n, var)
     top = float(eigs[0])
     return {"variance": var, "top": top, "mp_edge": edge, "top_over_edge": top / edge, "z_mp": (top - edge) / s,
-            "n_outliers": int((eigs > edge + 4 * s).sum()), "tail_alpha": _tail_alpha(eigs),
+            "n_outliers": int((eigs > edge + 4 * s).sum()), "tail_alpha": _tail_alphas(eigs[None])[0],
             "flatness": _flatness(eigs)}
 
 
@@ -321,18 +330,25 @@ def _flatness(eigs: torch.Tensor) -> float:
     return lo / hi if hi > 0 else math.nan
 
 
-def _spectrum(shape: tuple[int, ...], block: tuple[int, ...], method: str, eigs: torch.Tensor, svar: float,
-              twin_top: float, structure: float, cut: float, raw: dict[str, float] | None = None) -> Spectrum:
+def _spectra_of(shapes: list[tuple[int, ...]], block: tuple[int, int], method: str, eigs: torch.Tensor,
+                svars: list[float], twin_tops: list[float], structures: list[float], cuts: list[float],
+                raws: list[dict[str, float] | None]) -> list[Spectrum]:
+    """The readings of same-sized (sub-)matrices from their eigenvalues (rows, descending), read for all rows at
+    once."""
     m, n = block
-    top = float(eigs[0])
-    edge = mp_edge(m, n, svar)
-    return Spectrum(
-        shape=tuple(shape), block=(m, n), method=method, top=top,
-        second=float(eigs[1]) if len(eigs) > 1 else math.nan, mp_edge=edge, tw_scale=tw_scale(m, n, svar),
-        twin_top=twin_top, top_over_edge=top / edge, top_over_twin=top / twin_top if twin_top > 0 else math.inf,
-        log_top_vs_twin=math.log(top / twin_top) if twin_top > 0 and top > 0 else math.nan,
-        n_outliers=int((eigs > cut).sum()), tail_alpha=_tail_alpha(eigs), structure=structure, raw=raw,
-        eigenvalues=eigs.tolist())
+    values = eigs.tolist()
+    outliers = (eigs > torch.tensor(cuts, dtype=eigs.dtype)[:, None]).sum(-1).tolist()
+    out = []
+    for shape, e, svar, twin_top, structure, count, alpha, raw in zip(
+            shapes, values, svars, twin_tops, structures, outliers, _tail_alphas(eigs), raws):
+        top, edge = e[0], mp_edge(m, n, svar)
+        out.append(Spectrum(
+            shape=tuple(shape), block=(m, n), method=method, top=top, second=e[1] if len(e) > 1 else math.nan,
+            mp_edge=edge, tw_scale=tw_scale(m, n, svar), twin_top=twin_top, top_over_edge=top / edge,
+            top_over_twin=top / twin_top if twin_top > 0 else math.inf,
+            log_top_vs_twin=math.log(top / twin_top) if twin_top > 0 and top > 0 else math.nan,
+            n_outliers=count, tail_alpha=alpha, structure=structure, raw=raw, eigenvalues=e))
+    return out
 
 
 def _exact_spectrum(w: torch.Tensor, sample: torch.Tensor | None, seed: int) -> Spectrum | None:
@@ -348,8 +364,8 @@ def _exact_spectrum(w: torch.Tensor, sample: torch.Tensor | None, seed: int) -> 
     eigs = gram_eigenvalues(scores)
     twin_top = float(gram_eigenvalues(shuffled(scores, SCORE_TWINS if m * n <= 1 << 14 else 1, seed))[:, 0].mean())
     edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
-    return _spectrum(w.shape, w.shape, "exact", eigs, svar, twin_top, (float(eigs[0]) - edge) / s, edge + 4 * s,
-                     raw_spectrum_stats(x, gram_eigenvalues(x)))
+    return _spectra_of([w.shape], w.shape, "exact", eigs[None], [svar], [twin_top], [(float(eigs[0]) - edge) / s],
+                       [edge + 4 * s], [raw_spectrum_stats(x, gram_eigenvalues(x))])[0]
 
 
 def _krylov_spectra(shapes: list[tuple[int, ...]], blocks: list[torch.Tensor], samples: list[torch.Tensor | None],
@@ -367,19 +383,21 @@ def _krylov_spectra(shapes: list[tuple[int, ...]], blocks: list[torch.Tensor], s
     svars = [_scores_into(row, block, sample, seed, centre=True, scratch=scratch)
              for row, block, sample in zip(batch, blocks, samples)]
     count = -(-len(blocks) // KRYLOV_BATCH)
-    eigs = [e for j in range(count)
-            for e in top_eigenvalues(batch[j * len(blocks) // count:(j + 1) * len(blocks) // count], seed=seed)]
-    out: list[Spectrum | None] = []
-    for shape, e, svar in zip(shapes, eigs, svars):
-        if svar == 0:  # a constant block
-            out.append(None)
-            continue
-        m, n = batch.shape[1:]
-        edge, s = mp_edge(m, n, svar), tw_scale(m, n, svar)
-        twin_top = _gaussian_twin_top(m, n, seed) * svar
-        structure = (float(e[0]) - twin_top) / max(TW1_SD * s, KRYLOV_REL_SD * twin_top)
-        out.append(_spectrum(shape, (m, n), "krylov", e, svar, twin_top, structure,
-                             max(edge + 4 * s, twin_top * (1 + 3 * KRYLOV_REL_SD))))
+    eigs = torch.cat([top_eigenvalues(batch[j * len(blocks) // count:(j + 1) * len(blocks) // count], seed=seed)
+                      for j in range(count)])
+    m, n = batch.shape[1:]
+    live = [i for i, svar in enumerate(svars) if svar != 0]  # (a constant block has no spectrum)
+    out: list[Spectrum | None] = [None] * len(blocks)
+    if not live:
+        return out
+    twin, tops = _gaussian_twin_top(m, n, seed), eigs[:, 0].tolist()
+    twin_tops = [twin * svars[i] for i in live]
+    scales = [tw_scale(m, n, svars[i]) for i in live]
+    structures = [(tops[i] - t) / max(TW1_SD * s, KRYLOV_REL_SD * t) for i, t, s in zip(live, twin_tops, scales)]
+    cuts = [max(mp_edge(m, n, svars[i]) + 4 * s, t * (1 + 3 * KRYLOV_REL_SD)) for i, t, s in zip(live, twin_tops, scales)]
+    for i, spec in zip(live, _spectra_of([shapes[i] for i in live], (m, n), "krylov", eigs[live],
+                                         [svars[i] for i in live], twin_tops, structures, cuts, [None] * len(live))):
+        out[i] = spec
     return out
 
 

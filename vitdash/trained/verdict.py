@@ -235,16 +235,16 @@ def _fits(ts: list[torch.Tensor], roles: list[TensorRole], weight_shape: tuple[i
     role = roles[0]
     by_block = {r.block: P.priors_for(role.role, role.param, tuple(ts[0].shape), weight_shape=weight_shape,
                                       initializer_range=init_range, block=r.block) for r in roles}
-    held = {b: frozenset(priors) for b, priors in by_block.items()}
+    rows_of: dict[P.Prior, list[int]] = {}
+    for j, r in enumerate(roles):
+        for prior in by_block[r.block]:
+            rows_of.setdefault(prior, []).append(j)
     fits: list[list[P.PriorFit]] = [[] for _ in ts]
-    for prior in dict.fromkeys(p for priors in by_block.values() for p in priors):
-        rows = [j for j, r in enumerate(roles) if prior in held[r.block]]
-        every = len(rows) == len(ts)  # (most priors: no copy of the entries)
-        for j, f in zip(rows, P.fit_many(prior, samples if every else samples[rows],
-                                         numel=[moms[j].sampled for j in rows], mean=[moms[j].mean for j in rows],
-                                         std=[moms[j].std for j in rows], constant=[moms[j].constant for j in rows],
-                                         entries=entries if every else entries[rows],
-                                         bounds=[(moms[j].min, moms[j].max) for j in rows])):
+    for rows, got in zip(rows_of.values(), P.fit_each(
+            list(rows_of.items()), samples, numel=[m.sampled for m in moms], mean=[m.mean for m in moms],
+            std=[m.std for m in moms], constant=[m.constant for m in moms], entries=entries,
+            bounds=[(m.min, m.max) for m in moms])):
+        for j, f in zip(rows, got):
             fits[j].append(f)
     return [(mom, sample, sorted(f, key=lambda f: (not f.matches, f.ks, f.wasserstein)))
             for mom, sample, f in zip(moms, samples, fits)]
