@@ -394,7 +394,8 @@ def _krylov_spectra(shapes: list[tuple[int, ...]], blocks: list[torch.Tensor], s
     twin_tops = [twin * svars[i] for i in live]
     scales = [tw_scale(m, n, svars[i]) for i in live]
     structures = [(tops[i] - t) / max(TW1_SD * s, KRYLOV_REL_SD * t) for i, t, s in zip(live, twin_tops, scales)]
-    cuts = [max(mp_edge(m, n, svars[i]) + 4 * s, t * (1 + 3 * KRYLOV_REL_SD)) for i, t, s in zip(live, twin_tops, scales)]
+    cuts = [max(mp_edge(m, n, svars[i]) + 4 * s, t * (1 + 3 * KRYLOV_REL_SD))
+            for i, t, s in zip(live, twin_tops, scales)]
     for i, spec in zip(live, _spectra_of([shapes[i] for i in live], (m, n), "krylov", eigs[live],
                                          [svars[i] for i in live], twin_tops, structures, cuts, [None] * len(live))):
         out[i] = spec
