@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui.state import PERFORM_RESULT_KEY, current_audit, current_checkpoint
 from vitdash.attention.explain import AttentionResult, quick_look
+from vitdash.common.units import si
 from vitdash.data.samples import look_sample
 from vitdash.perform.domain import sample_domain
 from vitdash.errors import VitdashError
@@ -61,9 +62,9 @@ with identity:
                           "variant": f"**{found.match.name}**, with its own head or resolution"}.get(
                 found.match.kind, f"A custom ViT; nearest family member **{found.match.name}** "
                                   f"({len(found.match.differences)} differences)"))
-            box.caption(f"width {found.arch.embed_dim}, depth {found.arch.depth}, patch {found.arch.patch_size}, "
-                        f"{found.arch.img_size[0]} px, {found.complexity.num_params / 1e6:.2f} M parameters, "
-                        f"{found.complexity.gflops:.3g} GFLOPs")
+            box.caption(f"width {found.arch.embed_dim}, depth {found.arch.depth}, {found.arch.patch_size} px patches "
+                        f"of a {found.arch.img_size[0]} px image, {si(found.complexity.num_params)} parameters, "
+                        f"{si(found.complexity.gflops * 1e9)} FLOPs")
         except VitdashError as e:
             box.error(str(e))
     else:

@@ -38,6 +38,9 @@ def test_the_first_screen_opens_on_the_demo_and_answers_the_four_questions(demo_
     assert cards == ["#### Is it trained?", "#### What is it?", "#### Does it perform?", "#### Where does it look?"]
     assert any(":green[TRAINED]" in m.value for m in at.markdown)  # the verdict
     assert any("nearest family member **ViT-Ti/16 @224**" in m.value for m in at.markdown)  # the family
+    # its size in SI units, as on the identity page (a 0.14 M-parameter model is not "0.00239 GFLOPs")
+    assert any(c.value.startswith("width 64, depth 4, 4 px patches of a 16 px image, ") and c.value.endswith(" M FLOPs")
+               for c in at.caption)
     assert any("Not measured yet" in m.value for m in at.markdown)  # no accuracy was measured
     assert len(at.image) == 1  # the rollout thumbnail
     links = [el.proto.page for el in at.get("page_link")]
