@@ -503,6 +503,7 @@ def _distances(assignments: Sequence[tuple[Prior, Sequence[int]]], samples: torc
     """KS and Wasserstein-1 distances of the assigned rows of `samples` (sorted) from their priors, by
     assignment: the uniform priors' rows in one evaluation, the normal ones' in another."""
     n = samples.shape[-1]
+    i = torch.arange(1, n + 1, dtype=torch.float64)
     out: dict[int, tuple[list[float], list[float]]] = {}
     for families in (("uniform",), ("normal", "truncnormal")):
         batch = [(k, p, list(rows)) for k, (p, rows) in enumerate(assignments) if p.family in families and rows]
@@ -511,7 +512,6 @@ def _distances(assignments: Sequence[tuple[Prior, Sequence[int]]], samples: torc
         x = samples.index_select(0, torch.tensor([j for _, _, rows in batch for j in rows]))
         args = torch.tensor([p._cdf_args for _, p, rows in batch for _ in rows], dtype=torch.float64)
         cdf = _cdf(families[0], x, *args.T.unsqueeze(-1).unbind(0))
-        i = torch.arange(1, n + 1, dtype=torch.float64)
         kss = torch.maximum(i / n - cdf, cdf - (i - 1) / n).amax(-1).tolist()
         q = torch.cat([_quantiles(p, n).expand(len(rows), n) for _, p, rows in batch])
         w1s = (x - q).abs().mean(-1).tolist()
